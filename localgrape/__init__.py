@@ -1,0 +1,1 @@
+"""A pure-Python Grenache Grape."""
