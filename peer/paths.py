@@ -1,0 +1,48 @@
+"""Where a node keeps its files, shared by `serve` and the CLI commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+# sun_path is 108 bytes on Linux including the NUL; leave room for a margin.
+_MAX_SOCKET_PATH = 100
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def home() -> Path:
+    """Root of the default data dirs: $AUCTION_PEER_HOME, else ~/.auction-peer."""
+    env = os.environ.get("AUCTION_PEER_HOME")
+    return Path(env) if env else Path.home() / ".auction-peer"
+
+
+def default_data_dir(name: str) -> Path:
+    """The data dir used for ``--name NAME`` when no ``--data-dir`` is given."""
+    safe = _SAFE_NAME.sub("_", name).strip("._") or "node"
+    return home() / safe
+
+
+def control_socket_path(data_dir: Path) -> Path:
+    """The control socket of the node that owns ``data_dir``.
+
+    It lives in the data dir unless that path would exceed the Unix socket
+    path limit (deep temporary dirs); then it lives in the temp dir under a
+    name derived from the data dir's absolute path, so the CLI finds it too.
+    """
+    data_dir = data_dir.resolve()
+    inside = data_dir / "control.sock"
+    if len(os.fsencode(inside)) <= _MAX_SOCKET_PATH:
+        return inside
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"auction-peer-{digest}.sock"
+
+
+def database_path(data_dir: Path) -> Path:
+    return data_dir / "events.sqlite3"
+
+
+def key_path(data_dir: Path) -> Path:
+    return data_dir / "node.key"
