@@ -1,0 +1,65 @@
+"""A node's configuration, as `python -m peer serve` builds it from its flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_GRAPE = "http://127.0.0.1:30001"
+DEFAULT_SERVICE = "auction"
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to run.
+
+    Attributes:
+        name: display name shown to other users, e.g. ``Client#1``.
+        data_dir: holds the key, the event database and (usually) the control socket.
+        grape_urls: Grape HTTP endpoints, tried in order; the first that answers is kept.
+        host: address the public Peer service binds to and announces.
+        port: public port; 0 picks a free one.
+        service: the Grape service name under which nodes announce themselves.
+        json_output: print one JSON object per line instead of readable log lines.
+    """
+
+    name: str
+    data_dir: Path
+    grape_urls: tuple[str, ...] = (DEFAULT_GRAPE,)
+    host: str = DEFAULT_HOST
+    port: int = 0
+    service: str = DEFAULT_SERVICE
+    json_output: bool = False
+    # Intervals in seconds; tests shorten them.
+    announce_interval: float = 5.0
+    lookup_interval: float = 2.0
+    anti_entropy_interval: float = 3.0
+
+
+_INTERVAL_ENV = {
+    "announce_interval": "AUCTION_PEER_ANNOUNCE_INTERVAL",
+    "lookup_interval": "AUCTION_PEER_LOOKUP_INTERVAL",
+    "anti_entropy_interval": "AUCTION_PEER_ANTI_ENTROPY_INTERVAL",
+}
+
+
+def with_env_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeConfig:
+    """Apply interval overrides from the environment (seconds, > 0).
+
+    Tests and the demo shorten the periodic work this way; a bad value is an
+    error rather than a silently ignored setting.
+    """
+    for attr, var in _INTERVAL_ENV.items():
+        raw = environ.get(var)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{var} must be a number of seconds, not {raw!r}") from None
+        if not 0 < value < 3600:
+            raise ValueError(f"{var} must be between 0 and 3600 seconds, not {raw!r}")
+        config = replace(config, **{attr: value})  # type: ignore[arg-type]
+    return config

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from peer.backoff import Backoff
+from peer.config import NodeConfig, with_env_overrides
+
+
+def test_backoff_grows_jittered_and_capped() -> None:
+    b = Backoff(base=0.5, cap=8.0, rng=random.Random(0))
+    delays = [b.next_delay() for _ in range(10)]
+    for n, d in enumerate(delays):
+        nominal = min(8.0, 0.5 * 2**n)
+        assert nominal * 0.8 <= d <= nominal * 1.2
+    b.reset()
+    assert 0.4 <= b.next_delay() <= 0.6
+
+
+def test_env_overrides_shorten_intervals() -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    cfg = with_env_overrides(base, {"AUCTION_PEER_LOOKUP_INTERVAL": "0.25"})
+    assert cfg.lookup_interval == 0.25
+    assert cfg.announce_interval == base.announce_interval
+    assert with_env_overrides(base, {}) is base
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "nan", "1e9"])
+def test_env_overrides_reject_bad_values(raw: str) -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    with pytest.raises(ValueError, match="AUCTION_PEER_ANTI_ENTROPY_INTERVAL"):
+        with_env_overrides(base, {"AUCTION_PEER_ANTI_ENTROPY_INTERVAL": raw})
