@@ -19,9 +19,10 @@ class Backoff:
     rng: random.Random = field(default_factory=random.Random)
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.base * (2 ** min(self.failures, 30)))
+        delay = min(self.cap, self.base * (2.0 ** min(self.failures, 30)))
         self.failures += 1
-        return delay * self.rng.uniform(0.8, 1.2)
+        jitter: float = self.rng.uniform(0.8, 1.2)
+        return delay * jitter
 
     def reset(self) -> None:
         self.failures = 0
