@@ -1,0 +1,98 @@
+"""peer.wire: the ledger's decoders agree with betterproto2 and refuse what they must."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peer.gen.auction.v1 import Accept, AuctionId, Bid, Close, Event, Open, SignedBid
+from peer.wire import AcceptBody, CloseBody, OpenBody, WireError, decode_bid, decode_event
+
+u64 = st.integers(0, 2**64 - 1)
+i64 = st.integers(-(2**63), 2**63 - 1)
+small_bytes = st.binary(max_size=40)
+text = st.text(max_size=20)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    kind = draw(st.sampled_from(["open", "accept", "close"]))
+    body: dict[str, object] = {}
+    if kind == "open":
+        body["open"] = Open(item=draw(text), start_amount=draw(text), currency=draw(text))
+    elif kind == "accept":
+        body["accept"] = Accept(bid=SignedBid(bid=draw(small_bytes), signature=draw(small_bytes)))
+    else:
+        body["close"] = Close(auction=AuctionId(author=draw(small_bytes), seq=draw(u64)))
+    return Event(author=draw(small_bytes), seq=draw(u64), prev=draw(small_bytes),
+                 time_ms=draw(i64), author_name=draw(text), **body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events())
+def test_decode_event_agrees_with_betterproto(event: Event) -> None:
+    fields = decode_event(bytes(event))
+    assert (fields.author, fields.seq, fields.prev, fields.time_ms, fields.author_name) == (
+        event.author, event.seq, event.prev, event.time_ms, event.author_name)
+    if event.open is not None:
+        assert fields.body == OpenBody(event.open.item, event.open.start_amount,
+                                       event.open.currency)
+    elif event.accept is not None:
+        assert event.accept.bid is not None
+        assert fields.body == AcceptBody(event.accept.bid.bid, event.accept.bid.signature)
+    else:
+        assert event.close is not None and event.close.auction is not None
+        assert fields.body == CloseBody(event.close.auction.author, event.close.auction.seq,
+                                        True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_bytes, u64, small_bytes, text, text, text, u64, i64, st.booleans())
+def test_decode_bid_agrees_with_betterproto(author: bytes, seq: int, bidder: bytes, name: str,
+                                            amount: str, currency: str, nonce: int,
+                                            time_ms: int, with_auction: bool) -> None:
+    auction = AuctionId(author=author, seq=seq) if with_auction else None
+    bid = Bid(auction=auction, bidder=bidder, bidder_name=name, amount=amount,
+              currency=currency, nonce=nonce, time_ms=time_ms)
+    fields = decode_bid(bytes(bid))
+    assert fields.has_auction == with_auction
+    if with_auction:
+        assert (fields.auction_author, fields.auction_seq) == (author, seq)
+    assert (fields.bidder, fields.bidder_name, fields.amount, fields.currency, fields.nonce,
+            fields.time_ms) == (bidder, name, amount, currency, nonce, time_ms)
+
+
+def test_unknown_fields_are_skipped() -> None:
+    data = bytes(Event(seq=3, open=Open(item="x"))) + b"\x68\x05" + b"\x72\x01z" + \
+        b"\x79" + b"\x00" * 8 + b"\x7d" + b"\x00" * 4
+    fields = decode_event(data)
+    assert fields.seq == 3 and fields.body == OpenBody("x", "", "")
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\x08", "truncated"),
+    (b"\x0a\x05ab", "runs past"),
+    (b"\x0a\x00\x0a\x00", "more than once"),
+    (b"\x10\x01\x10\x01", "more than once"),
+    (b"\x0d\x00\x00\x00\x00", "wire type"),
+    (b"\x2a\x02\xff\xfe", "UTF-8"),
+    (b"\x10" + b"\xff" * 10 + b"\x01", "longer than 10"),
+    (b"\x10" + b"\xff" * 9 + b"\x7f", "64 bits"),
+    (b"\x0b", "wire type"),
+    (b"\x00", "field number 0"),
+    (b"\x79\x00", "truncated fixed"),
+])
+def test_malformed(data: bytes, why: str) -> None:
+    with pytest.raises(WireError, match=why):
+        decode_event(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_junk_raises_only_wire_error(data: bytes) -> None:
+    for decode in (decode_event, decode_bid):
+        with contextlib.suppress(WireError):
+            decode(data)
