@@ -9,8 +9,15 @@ protocol (BEP 5 + BEP 44) so localgrape can join a network of real grapes.
 * :class:`TokenManager`: BEP 5 write tokens from rotating secrets.
 * :class:`KrpcStore`: announced peers and BEP 44 items (shared with HTTP).
 * :class:`KrpcNode`: the trio UDP node.
+* :class:`Traversal` / :func:`run_traversal`: k-rpc's iterative closest-nodes lookup.
+* :class:`Dht`: a node that joins a network of grapes, one method per Grape endpoint.
 """
 
+from ._dht import ALL_QUERIES_FAILED as ALL_QUERIES_FAILED
+from ._dht import NO_NODES_TO_QUERY as NO_NODES_TO_QUERY
+from ._dht import Dht as Dht
+from ._dht import DhtStatistics as DhtStatistics
+from ._dht import GetResult as GetResult
 from ._errors import (
     CAS_MISMATCH as CAS_MISMATCH,
 )
@@ -178,6 +185,10 @@ from ._store import PutRejected as PutRejected
 from ._store import StoredItem as StoredItem
 from ._tokens import ROTATE_INTERVAL as ROTATE_INTERVAL
 from ._tokens import TokenManager as TokenManager
+from ._traversal import TokenNode as TokenNode
+from ._traversal import Traversal as Traversal
+from ._traversal import TraversalResult as TraversalResult
+from ._traversal import run_traversal as run_traversal
 
 __all__ = [
     "CAS_MISMATCH", "GENERIC_ERROR", "ID_LENGTH", "INVALID_SIGNATURE", "MAX_PACKET_SIZE",
@@ -192,4 +203,8 @@ __all__ = [
     "decode_nodes", "decode_peer", "distance_key", "ed25519_verify", "encode", "encode_nodes",
     "encode_peer", "immutable_target", "mutable_target", "open_udp_transport",
     "sign_mutable", "signature_data",
+]
+__all__ += [
+    "ALL_QUERIES_FAILED", "NO_NODES_TO_QUERY", "Dht", "DhtStatistics", "GetResult",
+    "TokenNode", "Traversal", "TraversalResult", "run_traversal",
 ]
