@@ -1,0 +1,90 @@
+"""The CLI's side of the Control service: one call over a node's Unix socket.
+
+The CLI is a short-lived process with nothing else to do, so it runs grpclib on
+plain asyncio (``asyncio.run``); only the node needs trio. Failures are sorted
+into what the user can act on: no node there (``NodeUnreachable``) or the node
+answered with an error (``NodeError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from grpclib import GRPCError
+from grpclib.client import Channel
+
+from peer.gen.auction.v1 import ControlStub
+
+__all__ = ["CALL_TIMEOUT", "NodeError", "NodeUnreachable", "call", "stream"]
+
+T = TypeVar("T")
+
+#: A bid goes to the seller's node and back; loopback answers in milliseconds,
+#: so this only bounds a node that hangs.
+CALL_TIMEOUT = 30.0
+
+
+class NodeUnreachable(Exception):
+    """No node answers on the control socket (not running, or another data dir)."""
+
+
+class NodeError(Exception):
+    """The node answered the call with a gRPC error instead of a reply."""
+
+
+@asynccontextmanager
+async def _stub(socket_path: Path) -> AsyncIterator[ControlStub]:
+    channel = Channel(path=str(socket_path))
+    try:
+        yield ControlStub(channel)
+    finally:
+        channel.close()
+
+
+async def _guarded(awaitable: Awaitable[T], socket_path: Path) -> T:
+    try:
+        return await awaitable
+    except GRPCError as exc:
+        raise NodeError(f"{exc.status.name}: {exc.message}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise NodeUnreachable(f"{socket_path}: {exc or type(exc).__name__}") from exc
+
+
+def _require_socket(socket_path: Path) -> None:
+    # A clearer message than grpclib's connection error for the common case.
+    if not socket_path.exists():
+        raise NodeUnreachable(f"no control socket at {socket_path}")
+
+
+def call(socket_path: Path, fn: Callable[[ControlStub], Awaitable[T]]) -> T:
+    """Run one unary Control call to the node listening on ``socket_path``."""
+
+    _require_socket(socket_path)
+
+    async def main() -> T:
+        async with _stub(socket_path) as stub:
+            return await _guarded(fn(stub), socket_path)
+
+    return asyncio.run(main())
+
+
+def stream(socket_path: Path, fn: Callable[[ControlStub], AsyncIterator[T]],
+           on_item: Callable[[T], None]) -> None:
+    """Follow a server stream (``watch``) until the node ends it."""
+
+    _require_socket(socket_path)
+
+    async def main() -> None:
+        async with _stub(socket_path) as stub:
+
+            async def pump() -> None:
+                async for item in fn(stub):
+                    on_item(item)
+
+            await _guarded(pump(), socket_path)
+
+    asyncio.run(main())

@@ -1,0 +1,168 @@
+"""`python -m peer demo`: the reference scenario, end to end, in one process.
+
+It starts an embedded localgrape (unless ``--grape`` names one), three real
+nodes with temporary data dirs, and plays DESIGN.md section 1 step by step
+through the nodes' control API, printing what every node sees. It exits 0
+only if all three nodes were told ``Client#2 -> 80 USDt``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from peer.config import NodeConfig
+from peer.gen.auction.v1 import (
+    BidRequest,
+    CloseRequest,
+    ControlReply,
+    Notification,
+    NotificationKind,
+    OpenRequest,
+)
+from peer.mesh import Mesh
+from peer.node import Node
+from peer.output import Output
+
+STEP_TIMEOUT = 15.0
+WINNER_TEXT = "Client#2 -> 80 USDt"
+
+
+class DemoFailed(Exception):
+    pass
+
+
+class Watcher:
+    """Collects one node's notifications so the demo can wait on them."""
+
+    def __init__(self, name: str, out: TextIO) -> None:
+        self.name = name
+        self.out = out
+        self.seen: list[Notification] = []
+        self.changed = trio.Event()
+
+    async def run(self, node: Node) -> None:
+        with node.control_subscribe() as notes:
+            async for note in notes:
+                if note.kind in (NotificationKind.PEER_UP, NotificationKind.PEER_DOWN):
+                    continue
+                self.seen.append(note)
+                self.out.write(f"    [{self.name}] {note.text}\n")
+                self.changed.set()
+                self.changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[Notification], bool], what: str) -> None:
+        with trio.move_on_after(STEP_TIMEOUT):
+            while not any(predicate(n) for n in self.seen):
+                await self.changed.wait()
+            return
+        raise DemoFailed(f"{self.name} never saw {what}")
+
+
+def _check(reply: ControlReply, what: str) -> ControlReply:
+    if reply.rejected is not None:
+        raise DemoFailed(f"{what} refused: {reply.rejected.code.name} ({reply.rejected.reason})")
+    return reply
+
+
+async def play(grape_url: str | None, root: Path, out: TextIO) -> None:
+    """Run the whole scenario; raises DemoFailed on the first thing that goes wrong."""
+    async with trio.open_nursery() as nursery:
+        if grape_url is None:
+            grape_url = await _start_localgrape(nursery, out)
+        nodes: list[Node] = []
+        watchers: list[Watcher] = []
+        for i in (1, 2, 3):
+            name = f"Client#{i}"
+            config = NodeConfig(name=name, data_dir=root / f"client{i}", grape_urls=(grape_url,),
+                                announce_interval=1.0, lookup_interval=0.3,
+                                anti_entropy_interval=1.0)
+            node = Node(config, Output(json_lines=False, stream=io.StringIO()))
+            info = await nursery.start(node.run)
+            out.write(f"started {name} on port {info.port}\n")
+            watcher = Watcher(name, out)
+            nursery.start_soon(watcher.run, node)
+            nodes.append(node)
+            watchers.append(watcher)
+        await _wait_for_mesh(nodes)
+        out.write("all three nodes see each other\n\n")
+        c1, c2, c3 = nodes
+
+        async def step(title: str, action: Callable[[], Awaitable[ControlReply]]) -> None:
+            out.write(f"* {title}\n")
+            _check(await action(), title)
+
+        async def everyone_sees(kind: NotificationKind, text: str) -> None:
+            for w in watchers:
+                await w.wait_for(lambda n: n.kind == kind and text in n.text, repr(text))
+
+        for seller, item, price in ((c1, "Pic#1", "75"), (c2, "Pic#2", "60")):
+            name = seller.config.name
+            request = OpenRequest(item=item, start_amount=price, currency="USDt")
+            await step(f"{name} opens {item} at {price} USDt",
+                       functools.partial(seller.control_open, request))
+            await everyone_sees(NotificationKind.OPENED, item)
+        for bidder, amount in ((c2, "75"), (c3, "75.5"), (c2, "80")):
+            name = bidder.config.name
+            bid = BidRequest(auction="Client#1->Pic#1", amount=amount)
+            await step(f"{name} bids {amount} USDt on Client#1->Pic#1",
+                       functools.partial(bidder.control_bid, bid))
+            await everyone_sees(NotificationKind.BID, f"{name} bid {amount} USDt")
+        await step("Client#1 closes Pic#1",
+                   lambda: c1.control_close(CloseRequest(auction="Client#1->Pic#1")))
+        await everyone_sees(NotificationKind.CLOSED, WINNER_TEXT)
+        out.write(f"\nall three nodes were notified: {WINNER_TEXT}\n")
+        nursery.cancel_scope.cancel()
+
+
+async def _start_localgrape(nursery: trio.Nursery, out: TextIO) -> str:
+    import localgrape
+
+    bound = await nursery.start(localgrape.serve, localgrape.GrapeConfig(
+        api_port=0, dht_port=0, bind="127.0.0.1"))
+    url: str = bound.url
+    out.write(f"embedded localgrape on {url}\n")
+    return url
+
+
+async def _wait_for_mesh(nodes: list[Node]) -> None:
+    with trio.move_on_after(STEP_TIMEOUT):
+        while True:
+            if all(n.mesh is not None and n.mesh.statistics().up == len(nodes) - 1
+                   for n in nodes):
+                return
+            # Wake on any node's mesh change; discovery polls Grape meanwhile.
+            async with trio.open_nursery() as waiters:
+                for n in nodes:
+                    assert n.mesh is not None
+                    waiters.start_soon(_wait_and_cancel, n.mesh, waiters.cancel_scope)
+    raise DemoFailed("the nodes did not discover each other in time")
+
+
+async def _wait_and_cancel(mesh: Mesh, scope: trio.CancelScope) -> None:
+    await mesh.wait_changed()
+    scope.cancel()
+
+
+def main(grape_url: str | None = None) -> int:
+    """Entry point for `python -m peer demo`; 0 only if every node saw the winner."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("grpclib").setLevel(logging.CRITICAL)
+    out = sys.stdout
+    with tempfile.TemporaryDirectory(prefix="auction-demo-") as tmp:
+        failures: list[BaseException] = []
+        try:
+            trio.run(play, grape_url, Path(tmp), out)
+        except* DemoFailed as group:
+            failures.extend(group.exceptions)
+    for failure in failures:
+        out.write(f"\ndemo FAILED: {failure}\n")
+    return 1 if failures else 0

@@ -1,0 +1,367 @@
+"""The peer set: who is out there, who is up, and sending to them.
+
+Addresses come from Grape; a peer is known by the node id it gives in
+``Hello``, not by its address. Each peer has its own small outbox and sender
+task, so a slow or dead peer never holds up fan-out to the live ones
+(DESIGN.md section 6). A failed call marks the peer down; it is skipped until
+a jittered exponential backoff expires and a ``Hello`` probe succeeds again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import trio
+from grpclib.client import Channel
+
+from peer import aio
+from peer.backoff import Backoff
+from peer.codec import LimitedCodec
+from peer.gen.auction.v1 import (
+    Head,
+    HelloReply,
+    HelloRequest,
+    LeaveReply,
+    LeaveRequest,
+    PeerStub,
+    PlaceBidReply,
+    PushReply,
+    PushRequest,
+    SignedBid,
+    SignedEvent,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How many pending batches one peer's outbox holds before that peer is marked
+# lagging; anti-entropy then heals it instead of the seller waiting on it.
+OUTBOX_BATCHES = 64
+# Per-call deadlines. Loopback peers answer in milliseconds; these only bound
+# how long a black-holed peer can hold one call.
+HELLO_TIMEOUT = 3.0
+PUSH_TIMEOUT = 5.0
+BID_TIMEOUT = 10.0
+LEAVE_TIMEOUT = 1.0
+PUSH_BATCH_MAX = 512
+
+_KEEP_CLOSED_CHANNELS = 8
+
+UNKNOWN, UP, DOWN, SELF = "unknown", "up", "down", "self"
+
+
+class MeshHooks(Protocol):
+    """What the mesh needs from the node that owns it."""
+
+    def heads(self) -> list[Head]: ...
+
+    def peer_up(self, link: PeerLink) -> None: ...
+
+    def peer_down(self, link: PeerLink, reason: str) -> None: ...
+
+
+@dataclass
+class PeerLink:
+    """One remote address and what we know about the node behind it."""
+
+    address: str
+    node_id: bytes = b""
+    name: str = ""
+    state: str = UNKNOWN
+    retry_at: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
+    lagging: bool = False
+    channel: Channel | None = None
+    outbox_send: trio.MemorySendChannel[list[SignedEvent]] | None = None
+    cancel_scope: trio.CancelScope | None = None
+    last_error: str = ""
+
+    closed: bool = False
+    opened: list[Channel] = field(default_factory=list)
+
+    @property
+    def stub(self) -> PeerStub:
+        if self.closed:
+            raise trio.ClosedResourceError("the mesh is shut down")
+        if self.channel is None:
+            host, _, port = self.address.rpartition(":")
+            self.channel = Channel(host, int(port), codec=LimitedCodec())
+            self.opened.append(self.channel)
+        return PeerStub(self.channel)
+
+    def close_channel(self) -> None:
+        # Every channel ever opened, not only the current one: grpclib finishes
+        # a connect that was in flight when close() ran, and such a channel
+        # would otherwise be left open behind our back.
+        # They are kept until the final close; only recent ones can still be
+        # connecting, hence the bound.
+        for channel in self.opened:
+            channel.close()
+        self.opened = [] if self.closed else self.opened[-_KEEP_CLOSED_CHANNELS:]
+        self.channel = None
+
+
+@dataclass(frozen=True)
+class MeshStatistics:
+    known: int
+    up: int
+    down: int
+    lagging: int
+
+
+class Mesh:
+    """Discovery results in, fan-out and peer calls out."""
+
+    def __init__(self, node_id: bytes, own_address: str, hooks: MeshHooks,
+                 bridge: aio.Bridge) -> None:
+        self.node_id = node_id
+        self.bridge = bridge
+        self.own_address = own_address
+        self.hooks = hooks
+        self.links: dict[str, PeerLink] = {}
+        self._nursery: trio.Nursery | None = None
+        self._changed = trio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the per-peer tasks and the re-probe loop until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reprobe_loop)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self.close_channels()
+
+    def close_channels(self, *, final: bool = False) -> None:
+        """Close every peer connection; with ``final``, none may open again.
+
+        Called when the node stops: an asyncio loop that closes with a grpclib
+        channel still open reports it as an error, and a call cancelled
+        mid-flight could otherwise reconnect after the first close.
+        """
+        for link in self.links.values():
+            link.closed = link.closed or final
+            link.close_channel()
+
+    # ------------------------------------------------------------------ discovery
+
+    async def add_addresses(self, addresses: Iterable[str]) -> None:
+        """Probe every address not seen before; returns when those probes are done."""
+        new = []
+        for address in addresses:
+            if address == self.own_address or address in self.links:
+                continue
+            link = PeerLink(address)
+            self.links[address] = link
+            new.append(link)
+        if new:
+            async with trio.open_nursery() as nursery:
+                for link in new:
+                    nursery.start_soon(self.probe, link)
+
+    async def probe(self, link: PeerLink) -> bool:
+        """Say Hello; on success the link is up and its node id known."""
+        request = HelloRequest(node_id=self.node_id, name="", heads=self.hooks.heads())
+        try:
+            with trio.fail_after(HELLO_TIMEOUT + 1):
+                reply = await self.bridge.to_trio(
+                    _on_stub, link, functools.partial(_hello, request))
+        except Exception as exc:  # any failure of a remote peer is only "down"
+            self.mark_down(link, exc)
+            return False
+        if reply.node_id == self.node_id:
+            # Our own record under another address (e.g. 0.0.0.0 and 127.0.0.1).
+            link.state = SELF
+            link.close_channel()
+            return False
+        for other in self.links.values():
+            if other is not link and other.node_id == reply.node_id and other.state == UP:
+                # Same node under a second address: keep one link per node id.
+                link.state = SELF
+                link.close_channel()
+                return False
+        link.node_id = reply.node_id
+        link.name = reply.name
+        self._mark_up(link)
+        return True
+
+    # ------------------------------------------------------------------ state changes
+
+    def _mark_up(self, link: PeerLink) -> None:
+        was = link.state
+        link.state = UP
+        link.backoff.reset()
+        link.last_error = ""
+        if link.outbox_send is None and self._nursery is not None:
+            send, recv = trio.open_memory_channel[list[SignedEvent]](OUTBOX_BATCHES)
+            link.outbox_send = send
+            self._nursery.start_soon(self._sender, link, recv)
+        self._poke()
+        if was != UP:
+            log.info("peer up: %s at %s", link.name or link.node_id.hex()[:8], link.address)
+            self.hooks.peer_up(link)
+
+    def mark_down(self, link: PeerLink, exc: BaseException | str) -> None:
+        was = link.state
+        reason = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+        link.state = DOWN
+        link.last_error = reason
+        link.retry_at = trio.current_time() + link.backoff.next_delay()
+        link.close_channel()
+        self._poke()
+        if was == UP:
+            log.info("peer down: %s at %s (%s)", link.name or "?", link.address, reason)
+            self.hooks.peer_down(link, reason)
+        else:
+            log.debug("peer %s unreachable: %s", link.address, reason)
+
+    def mark_left(self, node_id: bytes) -> None:
+        """A peer said goodbye: stop sending to it at once."""
+        for link in self.links.values():
+            if link.node_id == node_id and link.state == UP:
+                self.mark_down(link, "left")
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _reprobe_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            due = [link for link in self.links.values()
+                   if link.state == DOWN and link.retry_at <= now]
+            for link in due:
+                assert self._nursery is not None
+                link.retry_at = math.inf  # one probe at a time per link
+                self._nursery.start_soon(self.probe, link)
+            waits = [link.retry_at for link in self.links.values()
+                     if link.state == DOWN and link.retry_at != math.inf]
+            with trio.move_on_at(min(waits, default=now + 1.0)):
+                await self._changed.wait()
+
+    # ------------------------------------------------------------------ queries
+
+    def up_links(self) -> list[PeerLink]:
+        return [link for link in self.links.values() if link.state == UP]
+
+    def link_for(self, node_id: bytes) -> PeerLink | None:
+        for link in self.links.values():
+            if link.node_id == node_id and link.state == UP:
+                return link
+        for link in self.links.values():
+            if link.node_id == node_id and link.state != SELF:
+                return link
+        return None
+
+    def random_up(self) -> PeerLink | None:
+        up = self.up_links()
+        return random.choice(up) if up else None
+
+    def statistics(self) -> MeshStatistics:
+        links = [lk for lk in self.links.values() if lk.state != SELF]
+        return MeshStatistics(
+            known=len(links),
+            up=sum(lk.state == UP for lk in links),
+            down=sum(lk.state == DOWN for lk in links),
+            lagging=sum(lk.lagging for lk in links),
+        )
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(self, link: PeerLink, fn: Callable[[PeerStub], Awaitable[T]],
+                   deadline: float) -> T | None:
+        """Run one call to ``link``; on any failure mark it down and return None.
+
+        ``fn`` carries grpclib's own timeout; ``deadline`` (seconds) is the trio-side
+        backstop in case the asyncio side never answers.
+        """
+        try:
+            with trio.fail_after(deadline + 1):
+                return await self.bridge.to_trio(_on_stub, link, fn)
+        except Exception as exc:
+            log.debug("call to %s failed", link.address, exc_info=True)
+            self.mark_down(link, exc)
+            return None
+
+    def broadcast(self, events: list[SignedEvent]) -> None:
+        """Queue ``events`` for every up peer without waiting on any of them."""
+        for link in self.up_links():
+            if link.outbox_send is None:
+                continue
+            try:
+                link.outbox_send.send_nowait(events)
+            except trio.WouldBlock:
+                # Never block the seller on a slow peer; anti-entropy heals it.
+                link.lagging = True
+
+    async def _sender(self, link: PeerLink,
+                      outbox: trio.MemoryReceiveChannel[list[SignedEvent]]) -> None:
+        async with outbox:
+            async for first in outbox:
+                batch = list(first)
+                while len(batch) < PUSH_BATCH_MAX:
+                    try:
+                        batch.extend(outbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                if link.state != UP:
+                    continue  # dropped; the peer syncs when it comes back
+                request = PushRequest(sender=self.node_id, events=batch)
+                await self.call(link, functools.partial(_push, request), PUSH_TIMEOUT)
+
+    async def place_bid(self, seller: bytes, bid: SignedBid) -> PlaceBidReply | None:
+        """Send a bid to the seller's node; None when the seller cannot be reached."""
+        link = self.link_for(seller)
+        if link is None:
+            return None
+        if link.state != UP and not await self.probe(link):
+            return None
+        return await self.call(link, lambda stub: stub.place_bid(bid, timeout=BID_TIMEOUT),
+                               BID_TIMEOUT)
+
+    async def say_goodbye(self, request: LeaveRequest) -> None:
+        """Tell every up peer we are leaving, briefly and all at once."""
+        async with trio.open_nursery() as nursery:
+            for link in self.up_links():
+                nursery.start_soon(self._leave_one, link, request)
+
+    async def _leave_one(self, link: PeerLink, request: LeaveRequest) -> None:
+        with trio.move_on_after(LEAVE_TIMEOUT + 0.5):
+            try:
+                await self.bridge.to_trio(_on_stub, link, functools.partial(_leave, request))
+            except Exception as exc:
+                log.debug("goodbye to %s failed: %s", link.address, exc)
+
+
+async def _push(request: PushRequest, stub: PeerStub) -> PushReply:
+    return await stub.push(request, timeout=PUSH_TIMEOUT)
+
+
+# The helpers below run on the asyncio side: the grpclib Channel behind
+# ``link.stub`` is created there, bound to the loop that is running it.
+
+
+async def _on_stub(link: PeerLink, fn: Callable[[PeerStub], Awaitable[T]]) -> T:
+    return await fn(link.stub)
+
+
+async def _hello(request: HelloRequest, stub: PeerStub) -> HelloReply:
+    return await stub.hello(request, timeout=HELLO_TIMEOUT)
+
+
+async def _leave(request: LeaveRequest, stub: PeerStub) -> LeaveReply:
+    return await stub.leave(request, timeout=LEAVE_TIMEOUT)

@@ -1,0 +1,557 @@
+"""One auction node: wires identity, ledger, store, mesh, sync and RPC into one nursery.
+
+The node owns all state. Every change goes the same way: the ledger (pure
+rules) applies it in memory, the store makes it durable, and only then is it
+acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
+3-6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import trio
+from grpclib.health.service import Health
+from grpclib.server import Server
+
+from grape_client import GrapeClient, GrapeClientError, announce_forever
+from peer import aio, paths
+from peer.codec import LimitedCodec
+from peer.config import NodeConfig, with_env_overrides
+from peer.gen.auction.v1 import (
+    Accept,
+    BidRequest,
+    Close,
+    CloseRequest,
+    ControlReply,
+    Event,
+    Goodbye,
+    Head,
+    HelloReply,
+    HelloRequest,
+    LeaveRequest,
+    ListReply,
+    ListRequest,
+    Notification,
+    NotificationKind,
+    Open,
+    OpenRequest,
+    PeerStatus,
+    PlaceBidReply,
+    PushReply,
+    PushRequest,
+    RejectCode,
+    ShowRequest,
+    SignedBid,
+    SignedEvent,
+    StatusReply,
+    SyncReply,
+    SyncRequest,
+)
+from peer.gen.auction.v1 import Fork as ForkMsg
+from peer.gen.auction.v1 import Rejection as RejectionMsg
+from peer.identity import Identity, IdentityError, verify
+from peer.ledger import (
+    AuctionKey,
+    Ledger,
+    LoggedEvent,
+    Rejection,
+    make_signed_bid,
+    sign_event,
+)
+from peer.mesh import Mesh, PeerLink
+from peer.notifications import LedgerNotification, notification_message
+from peer.output import Output
+from peer.rpc import BadInput, ControlService, PeerService
+from peer.store import EventStore, StoredEvent, StoreError
+from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
+from peer.views import auction_view
+
+log = logging.getLogger(__name__)
+
+WATCH_BUFFER = 256
+
+# (index into the sorted authors still to send, last seq sent of that author)
+SyncCursor = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    """What a started node reports (``nursery.start(node.run)`` returns it)."""
+
+    name: str
+    node_id: bytes
+    port: int
+    synced: int
+    control_socket: Path
+
+
+# Rejections that mean the bytes themselves are bad, not that the event lost a race.
+_MALFORMED = frozenset({RejectCode.BAD_SIGNATURE, RejectCode.BAD_EVENT})
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _jitter() -> float:
+    return random.uniform(0.8, 1.2)
+
+
+def _rejected(rejection: Rejection) -> ControlReply:
+    return ControlReply(rejected=RejectionMsg(code=rejection.code, reason=rejection.reason))
+
+
+class Node:
+    """A running auction node. ``await nursery.start(Node(config).run)``."""
+
+    def __init__(self, config: NodeConfig, output: Output | None = None) -> None:
+        self.config = config
+        self.output = output or Output(json_lines=config.json_output)
+        self.ledger = Ledger()
+        self.identity: Identity | None = None
+        self.store: EventStore | None = None
+        self.mesh: Mesh | None = None
+        self.port = 0
+        self._watchers: list[trio.MemorySendChannel[Notification]] = []
+        self._pull_gate = PullGate()
+        self._nursery: trio.Nursery | None = None
+        self._nonce = random.getrandbits(48)
+
+    # ================================================================== lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[ReadyInfo] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Run until cancelled; ``started()`` is called only after the initial sync."""
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.identity = Identity.load_or_create(paths.key_path(config.data_dir), config.name)
+        store = EventStore.open(paths.database_path(config.data_dir))
+        self.store = store
+        try:
+            rebuilt = self._rebuild(store)
+            log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
+                     paths.database_path(config.data_dir))
+            async with aio.open_loop() as loop, store:
+                await self._serve(aio.Bridge(loop), task_status)
+        finally:
+            store.close()
+
+    def _rebuild(self, store: EventStore) -> int:
+        # Rows were verified before they were stored and carry a CRC, so the
+        # signature check is skipped here: that is what keeps restarts fast.
+        count = 0
+        for row in store.load_all():
+            result = self.ledger.apply(SignedEvent(event=row.data, signature=row.signature),
+                                       verified=True)
+            if result.rejection is not None:
+                log.warning("stored event %s:%d not applied: %s", row.author.hex()[:8],
+                            row.seq, result.rejection)
+            count += 1
+        return count
+
+    async def _serve(self, bridge: aio.Bridge, task_status: trio.TaskStatus[ReadyInfo]
+                     ) -> None:
+        config = self.config
+        assert self.identity is not None
+        health = Health()
+        peer_server = Server([PeerService(self), health], codec=LimitedCodec())
+        control_server = Server([ControlService(self)], codec=LimitedCodec())
+        socket_path = paths.control_socket_path(config.data_dir)
+        async with GrapeClient(list(config.grape_urls)) as grape:
+            await aio.start_server(peer_server, host=config.host, port=config.port)
+            try:
+                self.port = _bound_port(peer_server)
+                self._remove_stale_socket(socket_path)
+                # Only this user may drive the node: create the socket 0600 from the start.
+                old_umask = os.umask(0o177)
+                try:
+                    await aio.start_server(control_server, path=str(socket_path))
+                finally:
+                    os.umask(old_umask)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        self.mesh = Mesh(self.identity.node_id,
+                                         f"{config.host}:{self.port}", self, bridge)
+                        await nursery.start(self.mesh.run)
+                        announcer = functools.partial(announce_forever, grape, config.service,
+                                                      self.port,
+                                                      interval=config.announce_interval)
+                        await nursery.start(announcer)
+                        synced = await self._initial_sync(grape)
+                        nursery.start_soon(self._discovery_loop, grape)
+                        nursery.start_soon(anti_entropy, self, self.mesh,
+                                           config.anti_entropy_interval, _jitter)
+                        info = ReadyInfo(config.name, self.identity.node_id, self.port,
+                                         synced, socket_path)
+                        self.output.ready(info.name, info.node_id, info.port, synced,
+                                          self.ledger.event_count, str(socket_path))
+                        task_status.started(info)
+                        try:
+                            await trio.sleep_forever()
+                        finally:
+                            with trio.CancelScope(shield=True):
+                                await self._goodbye()
+                finally:
+                    await aio.stop_server(control_server)
+                    socket_path.unlink(missing_ok=True)
+            finally:
+                await aio.stop_server(peer_server)
+                self._close_watchers()
+                if self.mesh is not None:
+                    # Calls cancelled mid-flight may have reopened a channel.
+                    self.mesh.close_channels(final=True)
+
+    @staticmethod
+    def _remove_stale_socket(socket_path: Path) -> None:
+        # A node killed with SIGKILL leaves its socket file behind.
+        if socket_path.exists() or socket_path.is_symlink():
+            socket_path.unlink()
+
+    async def _initial_sync(self, grape: GrapeClient) -> int:
+        """Pull from every peer that is up; returns how many events that added."""
+        assert self.mesh is not None
+        before = self.ledger.event_count
+        await self._discover(grape)
+        # peer_up also starts pulls, which may win the race for the same events;
+        # counting the ledger, not the pulls, reports what sync really brought.
+        await pull_from_all(self, self.mesh)
+        return self.ledger.event_count - before
+
+    async def _discover(self, grape: GrapeClient) -> None:
+        assert self.mesh is not None
+        try:
+            addresses = await grape.lookup(self.config.service)
+        except GrapeClientError as exc:
+            log.debug("lookup failed: %s", exc)
+            return
+        await self.mesh.add_addresses(addresses)
+
+    async def _discovery_loop(self, grape: GrapeClient) -> None:
+        while True:
+            await trio.sleep(self.config.lookup_interval * _jitter())
+            await self._discover(grape)
+
+    async def _goodbye(self) -> None:
+        assert self.identity is not None and self.mesh is not None
+        goodbye = bytes(Goodbye(node_id=self.identity.node_id, time_ms=_now_ms()))
+        request = LeaveRequest(goodbye=goodbye, signature=self.identity.sign(goodbye))
+        try:
+            with trio.move_on_after(2.0):
+                await self.mesh.say_goodbye(request)
+        finally:
+            self.mesh.close_channels()
+
+    # ================================================================== events
+
+    def heads(self) -> list[Head]:
+        return [Head(author=a, seq=s) for a, s in self.ledger.heads().items()]
+
+    async def ingest(self, events: list[SignedEvent], source: PeerLink | None) -> int:
+        """Apply events from a peer, make them durable, then notify. Returns how many were new.
+
+        When an event is held behind a gap, the sender is asked for what we lack.
+        """
+        applied: list[LoggedEvent] = []
+        notes: list[LedgerNotification] = []
+        held = False
+        malformed: list[Rejection] = []
+        for signed in events:
+            result = self.ledger.apply(signed)
+            applied.extend(result.applied)
+            notes.extend(result.notifications)
+            held = held or result.held
+            if result.rejection is not None:
+                if result.rejection.code in _MALFORMED:
+                    malformed.append(result.rejection)
+                else:
+                    log.info("event from %s not applied: %s",
+                             source.address if source else "a peer", result.rejection)
+        if applied:
+            # Durable before anyone hears of it: watchers, peers, the sender.
+            await self._persist(applied)
+            for note in notes:
+                self._notify(note)
+        if held and source is not None and self._nursery is not None and self.mesh is not None:
+            mesh = self.mesh
+            self._nursery.start_soon(self._pull_gate.pull_once, source,
+                                     lambda: pull(self, mesh, source))
+        if malformed:
+            raise BadInput(f"{len(malformed)} event(s) refused, first: {malformed[0]}")
+        return len(applied)
+
+    async def _persist(self, events: list[LoggedEvent]) -> None:
+        assert self.store is not None
+        await self.store.append([
+            StoredEvent(author=e.author, seq=e.seq, data=e.signed.event,
+                        signature=e.signed.signature)
+            for e in events
+        ])
+
+    async def _author(self, *, open: Open | None = None, accept: Accept | None = None,
+                      close: Close | None = None) -> SignedEvent:
+        """Create, sign, apply and persist one event of our own log, then push it."""
+        assert self.identity is not None
+        event = self.ledger.next_event(self.identity.node_id, self.config.name, _now_ms(),
+                                       open=open, accept=accept, close=close)
+        signed = sign_event(self.identity, event)
+        result = self.ledger.apply(signed)
+        if result.rejection is not None:  # check_* ran first; this is a bug, not input
+            raise RuntimeError(f"own event refused: {result.rejection}")
+        await self._persist(result.applied)
+        if self.mesh is not None:
+            self.mesh.broadcast([e.signed for e in result.applied])
+        for note in result.notifications:
+            self._notify(note)
+        return signed
+
+    def _notify(self, note: LedgerNotification) -> None:
+        message = notification_message(note)
+        self.output.notification(message)
+        self._send_watchers(message)
+
+    def _send_watchers(self, message: Notification) -> None:
+        for send in list(self._watchers):
+            try:
+                send.send_nowait(message)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                send.close()
+                self._watchers.remove(send)
+
+    def _close_watchers(self) -> None:
+        for send in self._watchers:
+            send.close()
+        self._watchers.clear()
+
+    # ================================================================== mesh hooks
+
+    def peer_up(self, link: PeerLink) -> None:
+        self.output.peer(True, link.name, link.node_id, link.address)
+        self._send_watchers(Notification(kind=NotificationKind.PEER_UP, peer=link.node_id,
+                                         peer_name=link.name,
+                                         text=f"peer up: {link.name}"))
+        # A peer that (re)appears may hold what we missed, and vice versa.
+        if self._nursery is not None and self.mesh is not None:
+            mesh = self.mesh
+            self._nursery.start_soon(self._pull_gate.pull_once, link,
+                                     lambda: pull(self, mesh, link))
+
+    def peer_down(self, link: PeerLink, reason: str) -> None:
+        self.output.peer(False, link.name, link.node_id, link.address, reason)
+        self._send_watchers(Notification(kind=NotificationKind.PEER_DOWN, peer=link.node_id,
+                                         peer_name=link.name,
+                                         text=f"peer down: {link.name} ({reason})"))
+
+    # ================================================================== Peer service
+
+    async def on_hello(self, request: HelloRequest) -> HelloReply:
+        assert self.identity is not None
+        return HelloReply(node_id=self.identity.node_id, name=self.config.name,
+                          heads=self.heads())
+
+    async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
+        assert self.identity is not None
+        rejection = self.ledger.check_bid(bid, self.identity.node_id)
+        if rejection is not None:
+            return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
+                                                       reason=rejection.reason))
+        signed = await self._author(accept=Accept(bid=bid))
+        return PlaceBidReply(accepted=signed)
+
+    async def on_push(self, request: PushRequest) -> PushReply:
+        source = self.mesh.link_for(request.sender) if self.mesh else None
+        await self.ingest(list(request.events), source)
+        return PushReply()
+
+    async def on_sync_page(self, request: SyncRequest, cursor: SyncCursor | None
+                           ) -> tuple[SyncReply, SyncCursor | None]:
+        """One page of a Sync stream, and where the next page starts (None when done)."""
+        assert self.store is not None
+        theirs = {h.author: h.seq for h in request.heads}
+        todo = sorted(a for a, s in self.ledger.heads().items() if s > theirs.get(a, 0))
+        author_index, after = cursor if cursor is not None else (0, 0)
+        events: list[SignedEvent] = []
+        while author_index < len(todo) and len(events) < PAGE_SIZE:
+            author = todo[author_index]
+            want = PAGE_SIZE - len(events)
+            rows = await self.store.range_async(author, max(after, theirs.get(author, 0)), want)
+            events.extend(SignedEvent(event=r.data, signature=r.signature) for r in rows)
+            if len(rows) < want:
+                author_index, after = author_index + 1, 0
+            else:
+                after = rows[-1].seq
+        done = author_index >= len(todo)
+        return SyncReply(events=events), None if done else (author_index, after)
+
+    async def on_leave(self, request: LeaveRequest) -> bool:
+        try:
+            goodbye = Goodbye.parse(request.goodbye)
+        except Exception:
+            return False
+        if not verify(goodbye.node_id, request.goodbye, request.signature):
+            return False
+        if self.mesh is not None:
+            self.mesh.mark_left(goodbye.node_id)
+        return True
+
+    # ================================================================== Control service
+
+    async def control_open(self, request: OpenRequest) -> ControlReply:
+        currency = request.currency.strip() or "USDt"
+        item = request.item.strip()
+        rejection = self.ledger.check_open(item, request.start_amount, currency)
+        if rejection is not None:
+            return _rejected(rejection)
+        signed = await self._author(open=Open(item=item,
+                                              start_amount=request.start_amount,
+                                              currency=currency))
+        assert self.identity is not None
+        opened = Event.parse(signed.event)
+        return self._view_reply(AuctionKey(self.identity.node_id, opened.seq))
+
+    async def control_bid(self, request: BidRequest) -> ControlReply:
+        assert self.identity is not None and self.mesh is not None
+        key = self.ledger.resolve(request.auction)
+        if isinstance(key, Rejection):
+            return _rejected(key)
+        auction = self.ledger.auction(key)
+        assert auction is not None
+        self._nonce += 1
+        bid = make_signed_bid(self.identity, key, request.amount, auction.currency,
+                              self._nonce, _now_ms())
+        if key.author == self.identity.node_id:
+            # Our own auction: the ledger's SELF_BID (or other) rule answers.
+            rejection = self.ledger.check_bid(bid, self.identity.node_id)
+            assert rejection is not None
+            return _rejected(rejection)
+        reply = await self.mesh.place_bid(key.author, bid)
+        if reply is None:
+            return _rejected(Rejection(RejectCode.SELLER_UNREACHABLE,
+                                       f"the seller {auction.seller_name} is not reachable"))
+        if reply.rejected is not None:
+            return ControlReply(rejected=reply.rejected)
+        if reply.accepted is not None:
+            # Apply the seller's Accept now, so `show` right after `bid` shows it.
+            await self.ingest([reply.accepted], self.mesh.link_for(key.author))
+        return self._view_reply(key)
+
+    async def control_close(self, request: CloseRequest) -> ControlReply:
+        assert self.identity is not None
+        key = self.ledger.resolve(request.auction)
+        if isinstance(key, Rejection):
+            return _rejected(key)
+        rejection = self.ledger.check_close(key, self.identity.node_id)
+        if rejection is not None:
+            return _rejected(rejection)
+        await self._author(close=Close(auction=key.message()))
+        return self._view_reply(key)
+
+    async def control_list(self, request: ListRequest) -> ListReply:
+        return ListReply(auctions=[auction_view(a) for a in self.ledger.auctions(request.all)])
+
+    async def control_show(self, request: ShowRequest) -> ControlReply:
+        key = self.ledger.resolve(request.auction)
+        if isinstance(key, Rejection):
+            return _rejected(key)
+        return self._view_reply(key)
+
+    async def control_status(self) -> StatusReply:
+        assert self.identity is not None and self.mesh is not None
+        peers = [
+            PeerStatus(node_id=link.node_id, name=link.name, address=link.address,
+                       up=link.state == "up", detail=_link_detail(link))
+            for link in self.mesh.links.values() if link.state != "self"
+        ]
+        return StatusReply(
+            node_id=self.identity.node_id, name=self.config.name,
+            address=f"{self.config.host}:{self.port}", peers=peers, heads=self.heads(),
+            forks=[ForkMsg(author=a, seq=s) for a, s in self.ledger.forks()],
+            events=self.ledger.event_count,
+        )
+
+    def control_subscribe(self) -> trio.MemoryReceiveChannel[Notification]:
+        send, receive = trio.open_memory_channel[Notification](WATCH_BUFFER)
+        self._watchers.append(send)
+        return receive
+
+    def _view_reply(self, key: AuctionKey) -> ControlReply:
+        auction = self.ledger.auction(key)
+        if auction is None:
+            return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
+        return ControlReply(auction=auction_view(auction))
+
+
+def _link_detail(link: PeerLink) -> str:
+    if link.state == "down":
+        wait = max(0.0, link.retry_at - trio.current_time())
+        return f"down ({link.last_error}), retry in {wait:.1f}s"
+    return "lagging" if link.lagging else link.state
+
+
+def _bound_port(server: Server) -> int:
+    # grpclib keeps the asyncio server private; its sockets are the only way to
+    # learn which port `--port 0` got.
+    inner = cast("asyncio.Server | None", server._server)
+    sockets = inner.sockets if inner is not None else ()
+    for sock in sockets:
+        port: int = sock.getsockname()[1]
+        return port
+    raise RuntimeError("peer server has no listening socket")
+
+
+# ====================================================================== entry point
+
+
+def serve(config: NodeConfig) -> int:
+    """Run a node until SIGINT/SIGTERM; the exit code for `python -m peer serve`."""
+    _setup_logging(config.json_output)
+    try:
+        config = with_env_overrides(config, os.environ)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Node(config).run)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("%s: stopping (%s)", config.name, signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    failures: list[BaseException] = []
+    try:
+        trio.run(main)
+    except* (OSError, StoreError, IdentityError) as group:
+        # Expected ways to fail at start (port taken, damaged database or key):
+        # one readable line each, no traceback.
+        failures.extend(group.exceptions)
+    except* KeyboardInterrupt:
+        log.info("%s: interrupted while starting", config.name)
+    for failure in failures:
+        log.error("%s: %s", config.name, failure)
+    return 1 if failures else 0
+
+
+def _setup_logging(json_output: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # grpclib logs every failed connection at ERROR with a traceback; a dead peer
+    # is expected and handled by the mesh, so keep those out of the user's way.
+    logging.getLogger("grpclib").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _ = json_output
+

@@ -1,0 +1,158 @@
+"""How auctions, notifications and status look to people and to scripts.
+
+One place renders the wire views (``AuctionView``, ``Notification``,
+``StatusReply``) as readable text and as JSON, so `serve`, `show`, `list`,
+`watch` and `status` name auctions, amounts and winners the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peer.gen.auction.v1 import (
+    AuctionState,
+    AuctionView,
+    BidView,
+    Notification,
+    NotificationKind,
+    StatusReply,
+)
+
+__all__ = [
+    "auction_json",
+    "auction_label",
+    "auction_lines",
+    "list_lines",
+    "notification_json",
+    "short_id",
+    "status_json",
+    "status_lines",
+]
+
+_KIND_NAMES = {
+    NotificationKind.OPENED: "opened",
+    NotificationKind.BID: "bid",
+    NotificationKind.CLOSED: "closed",
+    NotificationKind.PEER_UP: "peer_up",
+    NotificationKind.PEER_DOWN: "peer_down",
+}
+
+
+def short_id(node_id: bytes) -> str:
+    """The first 8 hex digits of a node id: enough to tell nodes apart on screen."""
+    return node_id.hex()[:8]
+
+
+def auction_label(view: AuctionView) -> str:
+    """``Client#1->Pic#1``: how people name an auction."""
+    return f"{view.seller_name}->{view.item}"
+
+
+def _state(view: AuctionView) -> str:
+    return "closed" if view.state == AuctionState.CLOSED else "open"
+
+
+def _bid_json(bid: BidView) -> dict[str, Any]:
+    return {"bidder": bid.bidder_name, "bidder_id": bid.bidder.hex(),
+            "amount": bid.amount, "currency": bid.currency, "time_ms": bid.time_ms}
+
+
+def auction_json(view: AuctionView, *, with_bids: bool = False) -> dict[str, Any]:
+    """The JSON object for one auction; ``with_bids`` adds every accepted bid."""
+    best = view.bids[-1] if view.bids else None
+    out: dict[str, Any] = {
+        "id": view.id,
+        "seller": view.seller_name,
+        "seller_id": view.seller.hex(),
+        "item": view.item,
+        "label": auction_label(view),
+        "start_amount": view.start_amount,
+        "currency": view.currency,
+        "state": _state(view),
+        "best": _bid_json(best) if best else None,
+    }
+    if view.state == AuctionState.CLOSED:
+        out["winner"] = _bid_json(best) if best else None
+    if with_bids:
+        out["bids"] = [_bid_json(b) for b in view.bids]
+    return out
+
+
+def auction_lines(view: AuctionView) -> list[str]:
+    """`show`: the auction, its state, every accepted bid, the best bid or winner."""
+    lines = [
+        f"{auction_label(view)}  ({view.id})",
+        f"  state:       {_state(view)}",
+        f"  start price: {view.start_amount} {view.currency}",
+    ]
+    if view.bids:
+        lines.append(f"  bids ({len(view.bids)}):")
+        lines += [f"    {b.bidder_name} {b.amount} {b.currency}" for b in view.bids]
+    else:
+        lines.append("  bids:        none")
+    best = view.bids[-1] if view.bids else None
+    if view.state == AuctionState.CLOSED:
+        lines.append(f"  winner:      {best.bidder_name} -> {best.amount} {best.currency}"
+                     if best else "  winner:      none (closed with no bids)")
+    elif best:
+        lines.append(f"  best bid:    {best.amount} {best.currency} by {best.bidder_name}")
+    return lines
+
+
+def list_lines(views: list[AuctionView]) -> list[str]:
+    """`list`: one line per auction."""
+    if not views:
+        return ["no auctions"]
+    lines = []
+    for v in views:
+        best = v.bids[-1] if v.bids else None
+        price = (f"best {best.amount} {best.currency} by {best.bidder_name}" if best
+                 else f"start {v.start_amount} {v.currency}, no bids")
+        lines.append(f"{auction_label(v):<30} {_state(v):<6} {price}  [{v.id[:16]}]")
+    return lines
+
+
+def notification_json(note: Notification) -> dict[str, Any]:
+    """One JSON object per notification (the `--json` line format)."""
+    out: dict[str, Any] = {"event": _KIND_NAMES.get(note.kind, "unknown")}
+    if note.kind in (NotificationKind.PEER_UP, NotificationKind.PEER_DOWN):
+        out.update(peer=note.peer_name, peer_id=note.peer.hex())
+    if note.auction is not None:
+        out["auction"] = auction_json(note.auction)
+    if note.kind == NotificationKind.BID and note.bid is not None:
+        out.update(bidder=note.bid.bidder_name, bidder_id=note.bid.bidder.hex(),
+                   amount=note.bid.amount, currency=note.bid.currency)
+    if note.kind == NotificationKind.CLOSED:
+        if note.bid is not None:
+            out.update(winner=note.bid.bidder_name, winner_id=note.bid.bidder.hex(),
+                       amount=note.bid.amount, currency=note.bid.currency)
+        else:
+            out.update(winner=None, amount=None, currency=None)
+    out["text"] = note.text
+    return out
+
+
+def status_json(status: StatusReply) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "node_id": status.node_id.hex(),
+        "address": status.address,
+        "events": status.events,
+        "peers": [{"name": p.name, "node_id": p.node_id.hex(), "address": p.address,
+                   "up": p.up, "detail": p.detail} for p in status.peers],
+        "heads": {h.author.hex(): h.seq for h in status.heads},
+        "forks": [{"author": f.author.hex(), "seq": f.seq} for f in status.forks],
+    }
+
+
+def status_lines(status: StatusReply) -> list[str]:
+    lines = [f"{status.name} ({short_id(status.node_id)}) on {status.address}: "
+             f"{status.events} event(s) from {len(status.heads)} author(s)"]
+    if not status.peers:
+        lines.append("  peers: none known yet")
+    for p in status.peers:
+        who = f"{p.name} ({short_id(p.node_id)})" if p.node_id else "(unknown)"
+        lines.append(f"  peer {who:<28} {p.address:<22} {p.detail}")
+    for f in status.forks:
+        lines.append(f"  FORK: author {short_id(f.author)} published two events at seq {f.seq}")
+    return lines

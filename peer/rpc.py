@@ -1,0 +1,159 @@
+"""grpclib services: ``Peer`` (public port) and ``Control`` (local Unix socket).
+
+Handlers run on asyncio (grpclib's world) and only translate: each one crosses
+into trio through ``peer.aio.from_trio`` and calls the node, which owns all
+state. Expected refusals travel in the reply (``Rejection``); malformed input
+becomes ``INVALID_ARGUMENT``, so no traceback ever crosses the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import trio
+from grpclib import GRPCError
+from grpclib.const import Status
+
+from peer import aio
+from peer.gen.auction.v1 import (
+    BidRequest,
+    CloseRequest,
+    ControlBase,
+    ControlReply,
+    HelloReply,
+    HelloRequest,
+    LeaveReply,
+    LeaveRequest,
+    ListReply,
+    ListRequest,
+    Notification,
+    OpenRequest,
+    PeerBase,
+    PlaceBidReply,
+    PushReply,
+    PushRequest,
+    ShowRequest,
+    SignedBid,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
+    WatchRequest,
+)
+
+__all__ = ["BadInput", "ControlService", "PeerService"]
+
+# Refuse oversized batches before touching them (DESIGN.md section 7).
+MAX_EVENTS_PER_PUSH = 4096
+MAX_HEADS = 100_000
+
+
+class BadInput(Exception):
+    """A peer sent something malformed: it becomes ``INVALID_ARGUMENT`` on the wire."""
+
+
+class PeerApi(Protocol):
+    """The node as the public Peer service sees it (trio coroutines)."""
+
+    async def on_hello(self, request: HelloRequest) -> HelloReply: ...
+
+    async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply: ...
+
+    async def on_push(self, request: PushRequest) -> PushReply: ...
+
+    async def on_sync_page(self, request: SyncRequest, cursor: tuple[int, int] | None
+                           ) -> tuple[SyncReply, tuple[int, int] | None]: ...
+
+    async def on_leave(self, request: LeaveRequest) -> bool: ...
+
+
+class ControlApi(Protocol):
+    """The node as the local CLI sees it (trio coroutines)."""
+
+    async def control_open(self, request: OpenRequest) -> ControlReply: ...
+
+    async def control_bid(self, request: BidRequest) -> ControlReply: ...
+
+    async def control_close(self, request: CloseRequest) -> ControlReply: ...
+
+    async def control_list(self, request: ListRequest) -> ListReply: ...
+
+    async def control_show(self, request: ShowRequest) -> ControlReply: ...
+
+    async def control_status(self) -> StatusReply: ...
+
+    def control_subscribe(self) -> trio.MemoryReceiveChannel[Notification]: ...
+
+
+class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-checked
+    def __init__(self, node: PeerApi) -> None:
+        self.node = node
+
+    async def hello(self, message: HelloRequest) -> HelloReply:
+        if len(message.heads) > MAX_HEADS:
+            raise GRPCError(Status.INVALID_ARGUMENT, "too many heads")
+        return await aio.from_trio(self.node.on_hello, message)
+
+    async def place_bid(self, message: SignedBid) -> PlaceBidReply:
+        return await aio.from_trio(self.node.on_place_bid, message)
+
+    async def push(self, message: PushRequest) -> PushReply:
+        if len(message.events) > MAX_EVENTS_PER_PUSH:
+            raise GRPCError(Status.INVALID_ARGUMENT,
+                            f"at most {MAX_EVENTS_PER_PUSH} events per push")
+        try:
+            return await aio.from_trio(self.node.on_push, message)
+        except BadInput as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+
+    async def sync(self, message: SyncRequest) -> AsyncIterator[SyncReply]:
+        if len(message.heads) > MAX_HEADS:
+            raise GRPCError(Status.INVALID_ARGUMENT, "too many heads")
+        cursor: tuple[int, int] | None = None
+        while True:
+            page, cursor = await aio.from_trio(self.node.on_sync_page, message, cursor)
+            if page.events:
+                yield page
+            if cursor is None:
+                return
+
+    async def leave(self, message: LeaveRequest) -> LeaveReply:
+        if not await aio.from_trio(self.node.on_leave, message):
+            raise GRPCError(Status.INVALID_ARGUMENT, "goodbye not signed by its node")
+        return LeaveReply()
+
+
+class ControlService(ControlBase):  # type: ignore[misc]  # generated base
+    def __init__(self, node: ControlApi) -> None:
+        self.node = node
+
+    async def open(self, message: OpenRequest) -> ControlReply:
+        return await aio.from_trio(self.node.control_open, message)
+
+    async def bid(self, message: BidRequest) -> ControlReply:
+        return await aio.from_trio(self.node.control_bid, message)
+
+    async def close(self, message: CloseRequest) -> ControlReply:
+        return await aio.from_trio(self.node.control_close, message)
+
+    async def list(self, message: ListRequest) -> ListReply:
+        return await aio.from_trio(self.node.control_list, message)
+
+    async def show(self, message: ShowRequest) -> ControlReply:
+        return await aio.from_trio(self.node.control_show, message)
+
+    async def status(self, message: StatusRequest) -> StatusReply:
+        return await aio.from_trio(self.node.control_status)
+
+    async def watch(self, message: WatchRequest) -> AsyncIterator[Notification]:
+        # A watcher too slow to keep up is disconnected by the node (its channel
+        # closes); it never slows the node down.
+        notes = self.node.control_subscribe()
+        with notes:
+            while True:
+                try:
+                    note = await aio.from_trio(notes.receive)
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                yield note

@@ -1,0 +1,123 @@
+"""Bad input on a node's public port is refused, and the node keeps serving with its data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grpclib import GRPCError
+from grpclib.client import Channel
+from grpclib.const import Status
+from peer.identity import Identity
+
+from peer.gen.auction.v1 import (
+    Event,
+    HelloRequest,
+    Open,
+    PeerStub,
+    PushRequest,
+    SignedBid,
+    SignedEvent,
+    SyncRequest,
+)
+from tests.e2e.harness import nodes
+from tests.support import running_grapes
+
+
+@pytest.fixture
+def one_grape() -> Iterator[str]:
+    with running_grapes([sys.executable, "-m", "localgrape"], count=1) as grapes:
+        yield grapes[0].url
+
+
+def _grpc(port: int, request: object, method: str) -> object:
+    async def main() -> object:
+        channel = Channel("127.0.0.1", port)
+        try:
+            return await getattr(PeerStub(channel), method)(request, timeout=10)
+        finally:
+            channel.close()
+
+    return asyncio.run(main())
+
+
+def _status_of(port: int, request: object, method: str) -> Status:
+    with pytest.raises(GRPCError) as info:
+        _grpc(port, request, method)
+    return info.value.status
+
+
+def _open_event(identity: Identity, item: str) -> Event:
+    return Event(author=identity.node_id, seq=1, prev=b"", time_ms=1,
+                 author_name=identity.name, open=Open(item=item, start_amount="1",
+                                                      currency="USDt"))
+
+
+def test_garbage_forgeries_and_oversized_messages_are_refused(
+        tmp_path: Path, one_grape: str) -> None:
+    with nodes(tmp_path, [one_grape], ["Client#1"]) as (node,):
+        port = int(node.ready["port"])
+        assert node.cli("open", "Pic#1", "75").code == 0
+
+        # Not HTTP/2 at all: the connection is dropped, the node does not care.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"\x00\xffGET / HTTP/1.1\r\n\r\n" + bytes(range(256)) * 64)
+            raw.settimeout(5)
+            try:
+                while raw.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+        mallory = Identity.generate("Mallory")
+        event = _open_event(mallory, "Forged")
+        data = bytes(event)
+        forged = SignedEvent(event=data, signature=b"\x01" * 64)
+        altered = SignedEvent(event=data[:-1] + bytes([data[-1] ^ 1]),
+                              signature=mallory.sign(data))
+        garbage = SignedEvent(event=b"\xff\xfe\xfd not protobuf", signature=b"")
+        for bad in (forged, altered, garbage):
+            status = _status_of(port, PushRequest(sender=mallory.node_id, events=[bad]), "push")
+            assert status == Status.INVALID_ARGUMENT
+
+        # A bid that is not signed by its bidder gets a readable rejection, not a crash.
+        reply = _grpc(port, SignedBid(bid=b"junk", signature=b"x"), "place_bid")
+        assert getattr(reply, "rejected", None) is not None
+
+        huge = PushRequest(sender=b"x", events=[SignedEvent(event=b"\x00" * (5 * 1024 * 1024))])
+        assert _status_of(port, huge, "push") == Status.RESOURCE_EXHAUSTED
+
+        # Still serving, nothing lost, nothing forged got in.
+        hello = _grpc(port, HelloRequest(node_id=mallory.node_id, name="Mallory"), "hello")
+        assert getattr(hello, "name", None) == "Client#1"
+        listed = node.cli("list", "--all", "--json")
+        assert listed.code == 0, listed
+        assert [a["label"] for a in json.loads(listed.stdout)] == ["Client#1->Pic#1"]
+        status = node.cli("status", "--json")
+        assert status.code == 0 and json.loads(status.stdout)["events"] == 1
+        assert not any("Traceback" in line for line in node.stderr_lines)
+
+
+def test_sync_with_unknown_heads_streams_everything(tmp_path: Path, one_grape: str) -> None:
+    with nodes(tmp_path, [one_grape], ["Client#1"]) as (node,):
+        port = int(node.ready["port"])
+        for item in ("A", "B", "C"):
+            assert node.cli("open", item, "1").code == 0
+
+        async def pull() -> list[SignedEvent]:
+            channel = Channel("127.0.0.1", port)
+            try:
+                got: list[SignedEvent] = []
+                async for page in PeerStub(channel).sync(SyncRequest(heads=[]), timeout=10):
+                    got.extend(page.events)
+                return got
+            finally:
+                channel.close()
+
+        events = asyncio.run(pull())
+        assert [Event.parse(e.event).seq for e in events] == [1, 2, 3]
