@@ -13,7 +13,6 @@ import pytest
 from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
-from peer.identity import Identity
 
 from peer.gen.auction.v1 import (
     Event,
@@ -25,6 +24,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
+from peer.identity import Identity
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 
