@@ -22,7 +22,7 @@ from tests.support import ROOT
 PY = sys.executable
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
@@ -42,7 +42,7 @@ class CliResult:
 def cli(*args: str, timeout: float = 30.0) -> CliResult:
     """Run `python -m peer ARGS` and capture its result."""
     proc = subprocess.run([PY, "-m", "peer", *args], capture_output=True, text=True,
-                          timeout=timeout, env=_env(), cwd=ROOT)
+                          timeout=timeout, env=child_env(), cwd=ROOT)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -65,7 +65,7 @@ class NodeProc:
                 str(self.data_dir), "--json", "--port", "0"]
         for g in self.grapes:
             args += ["--grape", g]
-        env = _env()
+        env = child_env()
         # Fast discovery and healing for tests.
         env.setdefault("AUCTION_PEER_LOOKUP_INTERVAL", "0.3")
         env.setdefault("AUCTION_PEER_ANTI_ENTROPY_INTERVAL", "1.0")

@@ -70,3 +70,18 @@ def test_nodes_reannounce_to_a_restarted_grape(tmp_path: Path) -> None:
                 assert not [line for line in n.stderr_lines if "Traceback" in line]
     finally:
         _stop(grape)
+
+
+def test_dead_first_grape_url_fails_over_to_the_next(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    dht_port, api_port = free_tcp_udp_port(), free_port()
+    live = f"http://127.0.0.1:{api_port}"
+    grape = _start_localgrape(dht_port, api_port)
+    try:
+        with nodes(tmp_path, [dead, live], ["Client#1", "Client#2"]) as (c1, c2):
+            c1.wait_peers(1)
+            c2.wait_peers(1)
+            assert sorted(_lookup(live)) == sorted(
+                f"127.0.0.1:{n.ready['port']}" for n in (c1, c2))
+    finally:
+        _stop(grape)
