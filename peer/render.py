@@ -106,7 +106,8 @@ def list_lines(views: list[AuctionView]) -> list[str]:
     lines = []
     for v in views:
         best = v.bids[-1] if v.bids else None
-        price = (f"best {best.amount} {best.currency} by {best.bidder_name}" if best
+        lead = "winner" if v.state == AuctionState.CLOSED else "best"
+        price = (f"{lead} {best.bidder_name} -> {best.amount} {best.currency}" if best
                  else f"start {v.start_amount} {v.currency}, no bids")
         lines.append(f"{auction_label(v):<30} {_state(v):<6} {price}  [{v.id[:16]}]")
     return lines
