@@ -22,9 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localgrape",
         description="A pure-Python Grenache Grape. It answers the Grape HTTP API like "
-                    "grenache-grape 1.0.0 started with the same flags and no reachable "
-                    "DHT peers (a lone grape).",
-        epilog="Example: python -m localgrape --dp 20001 --aph 30001 --bn '' -b 127.0.0.1",
+                    "grenache-grape 1.0.0 started with the same flags, and its DHT node "
+                    "(KRPC over UDP on --dp) joins other localgrapes and real grapes.",
+        epilog="Example, two grapes: python -m localgrape --dp 20001 --aph 30001 "
+               "--bn 127.0.0.1:20002 -b 127.0.0.1 and python -m localgrape --dp 20002 "
+               "--aph 40001 --bn 127.0.0.1:20001 -b 127.0.0.1",
         allow_abbrev=False)
     parser.add_argument("-b", "--b", "--bind", dest="bind", metavar="HOST",
                         help="listening host of the HTTP API, and the host of this "
@@ -36,15 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aph", "--api_port", dest="api_port", type=int, required=True,
                         metavar="PORT", help="HTTP API port (0 picks a free port)")
     parser.add_argument("--bn", "--bootstrap", dest="bootstrap", required=True,
-                        metavar="NODES", help="comma-separated bootstrap nodes host:port; "
-                        "accepted but not joined (localgrape has no DHT networking yet)")
+                        metavar="NODES", help="comma-separated DHT bootstrap nodes "
+                        "host:port (other grapes' --dp); '' for a lone grape")
     parser.add_argument("--dht_peer_maxAge", "--dpa", dest="dpa", type=float, metavar="MS",
                         help="announced records expire this many ms after their last "
                              "announce (default: never, like the grape CLI)")
     parser.add_argument("--check_maxPayloadSize", dest="max_payload_size", type=int,
                         metavar="BYTES", help="bodies over this size get 413 "
                                               "ERR_GRAPE_PAYLOAD_SIZE (default: no limit)")
-    ignored = "accepted for compatibility; no effect on a lone grape"
+    ignored = "accepted for compatibility; no effect"
     parser.add_argument("--dc", "--dht_concurrency", type=float, metavar="N",
                         help=f"DHT concurrency ({ignored})")
     parser.add_argument("--dht_maxTables", type=float, metavar="N",

@@ -246,9 +246,7 @@ def _put(data: Value) -> Response | Op:
         return _ok(exc.message)
     if mutable:
         return _mutable_put(opts, k, sig, salt)
-    encoded = utf8(v) if isinstance(v, str) else None
-    bencoded = (str(len(encoded)).encode() + b":" + encoded if encoded is not None
-                else js_bencode(v))
+    bencoded = _bencode_v(v)
     return PutImmutable(hashlib.sha1(bencoded).digest(), _value_text(v), bencoded)
 
 
@@ -269,8 +267,28 @@ def _mutable_put(opts: dict[str, JsonValue], k: bytes, sig: bytes,
         return _ok("opts.seq not provided for a mutable update")
     if isinstance(seq, bool) or not isinstance(seq, int | float):
         return _ok("opts.seq not an integer")
-    del sig  # verified by other nodes only; the CLI grape has no verifier
-    return PutMutable(hashlib.sha1(k + salt).digest())
+    # bittorrent-dht `_put` sends `v` (a Buffer for strings) and `seq`/`cas`
+    # through the JS bencoder; the signature is checked by other nodes only.
+    v = opts["v"]
+    encoded_v = _bencode_v(v)
+    cas_value = None if isinstance(cas, _Undefined) else _bencoded_int(cas)
+    return PutMutable(hashlib.sha1(k + salt).digest(), encoded_v, k, sig,
+                      _bencoded_int(seq), salt, cas_value)
+
+
+def _bencode_v(v: JsonValue) -> bytes:
+    """``v`` as bittorrent-dht bencodes it in a put (strings as UTF-8 buffers)."""
+    encoded = utf8(v) if isinstance(v, str) else None
+    return str(len(encoded)).encode() + b":" + encoded if encoded is not None else js_bencode(v)
+
+
+def _bencoded_int(value: JsonValue) -> int:
+    """A JS number as the JS bencoder writes it (``1.5`` -> ``i1e``)."""
+    text = js_bencode(value)[1:-1]
+    try:
+        return int(text)
+    except ValueError:  # 1e300 bencodes as `i1e+300e`; no grape can decode it
+        return 0
 
 
 def _get_op(data: Value) -> Response | Op:
@@ -333,7 +351,7 @@ def decode(target: str, body: bytes, *, dht_port: int,
 def finish(op: Op, outcome: Outcome) -> Response:
     """The response for ``op`` given the DHT's ``outcome``."""
     if isinstance(outcome, DhtFailure):
-        return _ok(outcome.message)
+        return Response(outcome.status, _json_body(outcome.message))
     if isinstance(op, Lookup):
         assert isinstance(outcome, list)
         return _ok(list(outcome))

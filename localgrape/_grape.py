@@ -6,17 +6,24 @@ import errno
 import ipaddress
 import logging
 import socket
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import trio
 
+from ._network import NetworkDht
 from ._server import GrapeApp, Timeouts, serve_connection
-from ._store import LocalDht
+from .krpc import DatagramTransport, open_udp_transport
 
-__all__ = ["BoundGrape", "GrapeBindError", "GrapeConfig", "serve"]
+__all__ = ["BoundGrape", "GrapeBindError", "GrapeConfig", "parse_bootstrap", "serve"]
 
 log = logging.getLogger("localgrape")
+
+Address = tuple[str, int]
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""SO_RCVBUF asked for the DHT socket (Linux caps it at net.core.rmem_max)."""
 
 
 @dataclass(frozen=True)
@@ -29,8 +36,9 @@ class GrapeConfig:
         bind: ``-b``, the HTTP listen address and the host of this grape's own
             announce records; None listens on all interfaces and stores no own
             record (grape-http-api.md section 4).
-        bootstrap: ``--bn`` peers. Accepted but not joined: localgrape has no DHT
-            networking yet and answers as a lone grape.
+        bootstrap: ``--bn`` nodes, ``"host:port"`` each (another localgrape's
+            or real grape's DHT port). Empty: a lone grape until another node
+            bootstraps to this one.
         announce_max_age_ms: ``--dpa``; None keeps records forever (section 6).
         max_payload_size: ``--check_maxPayloadSize``; None means no limit.
     """
@@ -49,13 +57,16 @@ class BoundGrape:
 
     Attributes:
         api_port: the bound HTTP port.
-        dht_port: the bound UDP port.
+        dht_port: the bound UDP port (bootstrap another grape with
+            ``f"127.0.0.1:{dht_port}"``).
         host: the HTTP listen address (``0.0.0.0`` when not bound to one).
+        dht: the running DHT node (its ``node.statistics()`` counts packets).
     """
 
     api_port: int
     dht_port: int
     host: str
+    dht: NetworkDht | None = field(default=None, compare=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -84,16 +95,13 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-async def _bind_udp(port: int) -> trio.socket.SocketType:
+async def _bind_udp(port: int) -> DatagramTransport:
     # The DHT socket always binds to all interfaces (section 1), like k-rpc's udp4.
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        await sock.bind(("0.0.0.0", port))
+        return await open_udp_transport("0.0.0.0", port, receive_buffer=UDP_RECEIVE_BUFFER)
     except OSError as exc:
-        sock.close()
         raise GrapeBindError(exc.errno, f"cannot bind DHT UDP port 0.0.0.0:{port} "
                                         f"(--dp): {_describe(exc)}") from exc
-    return sock
 
 
 async def _bind_http(config: GrapeConfig) -> list[trio.SocketListener]:
@@ -105,61 +113,82 @@ async def _bind_http(config: GrapeConfig) -> list[trio.SocketListener]:
                                         f"(--aph, -b): {_describe(exc)}") from exc
 
 
-async def _drop_datagrams(sock: trio.socket.SocketType) -> None:
-    """Read and ignore DHT datagrams until cancelled.
+def parse_bootstrap(entry: str) -> tuple[str, int]:
+    """``"host:port"`` of ``--bn`` as ``(host, port)``.
 
-    This is where the KRPC layer will plug in; until then the port is only held,
-    so that port clashes show up as they do with the real grape.
+    Raises:
+        ValueError: not ``host:port`` with a port of 1-65535.
     """
-    with sock:
-        while True:
-            try:
-                await sock.recv(65536)
-            except OSError:
-                await trio.sleep(0.1)  # e.g. ICMP errors surfacing on Linux
+    host, sep, port_text = entry.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 0xFFFF:
+        raise ValueError(f"bootstrap node {entry!r} is not host:port")
+    return host, int(port_text)
+
+
+async def _resolve_bootstrap(entries: Sequence[str]) -> list[Address]:
+    """The IPv4 addresses of ``--bn``; unusable entries are logged and skipped."""
+    out: list[Address] = []
+    for entry in entries:
+        try:
+            host, port = parse_bootstrap(entry)
+            infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET,
+                                                  socket.SOCK_DGRAM)
+        except (ValueError, OSError) as exc:
+            log.warning("localgrape: ignoring bootstrap node %r: %s", entry, exc)
+            continue
+        address = (str(infos[0][4][0]), port)
+        if address not in out:
+            out.append(address)
+    return out
 
 
 async def serve(config: GrapeConfig, *,
                 task_status: trio.TaskStatus[BoundGrape] = trio.TASK_STATUS_IGNORED,
                 timeouts: Timeouts | None = None) -> None:
-    """Run a grape until cancelled.
+    """Run a grape until cancelled: a DHT node on ``dht_port`` and the HTTP API.
 
     Binds the UDP and HTTP ports, then reports them with
     ``task_status.started(BoundGrape(...))``, so that
-    ``bound = await nursery.start(serve, GrapeConfig())`` works with port 0.
+    ``bound = await nursery.start(serve, GrapeConfig())`` works with port 0. The
+    DHT joins its bootstrap nodes in the background (a real grape answers HTTP
+    before its DHT is ready too); a second grape started with
+    ``bootstrap=(f"127.0.0.1:{bound.dht_port}",)`` joins the first, and the first
+    learns of it from its queries.
 
     Args:
-        config: ports, bind address and options.
+        config: ports, bind address, bootstrap nodes and options.
         task_status: trio's start protocol.
         timeouts: connection deadlines (tests shorten them).
 
     Raises:
         GrapeBindError: a port or address could not be bound.
     """
+    bootstrap = await _resolve_bootstrap(config.bootstrap)
     udp = await _bind_udp(config.dht_port)
     try:
         listeners = await _bind_http(config)
     except BaseException:
         udp.close()
         raise
-    dht_port = udp.getsockname()[1]
-    api_port = listeners[0].socket.getsockname()[1]
     host = config.bind if config.bind is not None else "0.0.0.0"
-    dht = LocalDht(dht_port=dht_port, bind=config.bind,
-                   announce_max_age_ms=config.announce_max_age_ms)
+    dht = NetworkDht(bind=config.bind, bootstrap=bootstrap,
+                     announce_max_age_ms=config.announce_max_age_ms, transport=udp)
     app = GrapeApp(dht, max_payload_size=config.max_payload_size, timeouts=timeouts)
-    log.info("localgrape: HTTP API on %s:%d, DHT UDP on 0.0.0.0:%d (node id %s)",
-             host, api_port, dht_port, dht.node_id_hex)
-    if config.bootstrap:
-        log.info("localgrape: bootstrap nodes %s accepted but not joined "
-                 "(no DHT networking yet: this grape answers as a lone grape)",
-                 ",".join(config.bootstrap))
-    if config.announce_max_age_ms:
-        log.info("localgrape: announced records expire %d ms after their last announce",
-                 config.announce_max_age_ms)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_drop_datagrams, udp)
-        await nursery.start(partial(trio.serve_listeners,
-                                    partial(serve_connection, app=app), listeners,
-                                    handler_nursery=nursery))
-        task_status.started(BoundGrape(api_port=api_port, dht_port=dht_port, host=host))
+    try:
+        async with trio.open_nursery() as nursery:
+            _, dht_port = await nursery.start(dht.run)
+            api_port = listeners[0].socket.getsockname()[1]
+            log.info("localgrape: HTTP API on %s:%d, DHT UDP on 0.0.0.0:%d (node id %s)",
+                     host, api_port, dht_port, dht.node_id_hex)
+            if config.announce_max_age_ms:
+                log.info("localgrape: announced records expire %d ms after their last "
+                         "announce", config.announce_max_age_ms)
+            await nursery.start(partial(trio.serve_listeners,
+                                        partial(serve_connection, app=app), listeners,
+                                        handler_nursery=nursery))
+            task_status.started(BoundGrape(api_port=api_port, dht_port=dht_port, host=host,
+                                           dht=dht))
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()

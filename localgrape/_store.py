@@ -1,9 +1,10 @@
-"""What one grape holds: announced peers and put values, and the local-only DHT.
+"""The operations the HTTP layer asks of a DHT, and the local-only DHT.
 
-The HTTP layer never touches these stores directly: it hands a decoded
-operation (:mod:`localgrape._dispatch`) to a :class:`Dht`. :class:`LocalDht` is
-the DHT of a lone grape, which is what localgrape is today. A later KRPC/UDP
-layer implements the same protocol and uses these stores for its own records.
+The HTTP layer never touches a store directly: it hands a decoded operation
+(:mod:`localgrape._dispatch`) to a :class:`Dht`. Two implement the protocol:
+:class:`LocalDht`, a lone grape that reaches no other node (synchronous, used
+by the sans-IO :func:`~localgrape.dispatch`), and
+:class:`~localgrape._network.NetworkDht`, the KRPC node that ``serve`` runs.
 
 Times are seconds on whatever clock the caller passes in (``trio.current_time()``
 in the server, a number in unit tests), so expiry is testable in virtual time.
@@ -214,9 +215,27 @@ class PutImmutable:
 
 @dataclass(frozen=True, slots=True)
 class PutMutable:
-    """A validated BEP44 put; the CLI grape can never store one (section 5)."""
+    """A validated BEP 44 put; no CLI grape can store one (section 5).
+
+    The fields are what bittorrent-dht ``_put`` sends in its KRPC ``put``.
+
+    Attributes:
+        target: sha1(k + salt), answered as hex when a node stores the item.
+        encoded_v: ``v`` bencoded as the JS bencoder does.
+        k: the ed25519 public key (32 bytes).
+        sig: the signature, whatever its length (checked by other nodes only).
+        seq: the sequence number (JS bencode truncates ``1.5`` to 1).
+        salt: the salt, empty for none.
+        cas: the compare-and-swap sequence number, or None.
+    """
 
     target: bytes
+    encoded_v: bytes = b""
+    k: bytes = b""
+    sig: bytes = b""
+    seq: int = 0
+    salt: bytes = b""
+    cas: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +251,16 @@ Op = Lookup | Announce | PutImmutable | PutMutable | Get
 
 @dataclass(frozen=True, slots=True)
 class DhtFailure:
-    """A DHT error whose message Grape answers as a JSON string with status 200."""
+    """A DHT error whose message Grape answers as a JSON string.
+
+    Attributes:
+        message: the error text (``"No nodes to query"``, ``"All queries failed"``).
+        status: the HTTP status: 200, except for the BEP 44 301/302 errors a node
+            answered to a mutable put, which Grape uses as the status (section 5).
+    """
 
     message: str
+    status: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +278,7 @@ Outcome = list[str] | int | DhtFailure | GetHit | None
 
 
 class Dht(Protocol):
-    """The DHT behind the HTTP API. LocalDht today; a KRPC network layer later."""
+    """The DHT behind the HTTP API: :class:`LocalDht` or the KRPC ``NetworkDht``."""
 
     @property
     def dht_port(self) -> int:
@@ -268,7 +294,9 @@ class LocalDht:
     """The DHT of a lone grape: it stores locally and reaches no other node.
 
     This reproduces a real grape with no reachable peers (``--bn ''``,
-    grape-http-api.md section 7): announce and put answer ``"No nodes to query"``
+    grape-http-api.md section 7) without any I/O, for :func:`~localgrape.dispatch`
+    and unit tests; ``serve`` runs a ``NetworkDht``, which answers the same when
+    alone. Announce and put answer ``"No nodes to query"``
     but the record or value is still held here; lookups and gets see what this
     node holds. Without a bind address the node does not store its own announces
     (section 4).

@@ -14,6 +14,7 @@ protocol (BEP 5 + BEP 44) so localgrape can join a network of real grapes.
 """
 
 from ._dht import ALL_QUERIES_FAILED as ALL_QUERIES_FAILED
+from ._dht import BOOTSTRAP_RETRY as BOOTSTRAP_RETRY
 from ._dht import NO_NODES_TO_QUERY as NO_NODES_TO_QUERY
 from ._dht import Dht as Dht
 from ._dht import DhtStatistics as DhtStatistics
@@ -205,6 +206,7 @@ __all__ = [
     "sign_mutable", "signature_data",
 ]
 __all__ += [
-    "ALL_QUERIES_FAILED", "NO_NODES_TO_QUERY", "Dht", "DhtStatistics", "GetResult",
+    "ALL_QUERIES_FAILED", "BOOTSTRAP_RETRY", "NO_NODES_TO_QUERY", "Dht", "DhtStatistics",
+    "GetResult",
     "TokenNode", "Traversal", "TraversalResult", "run_traversal",
 ]

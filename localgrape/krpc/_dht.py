@@ -234,6 +234,11 @@ class Dht:
                 shared.done.set()
             self._lookups.clear()
 
+    @property
+    def ready(self) -> bool:
+        """True once the initial bootstrap finished (see :meth:`wait_ready`)."""
+        return self._ready.is_set()
+
     async def wait_ready(self) -> None:
         """Wait until the initial bootstrap finished (bittorrent-dht ``ready``).
 
@@ -277,10 +282,11 @@ class Dht:
         alive: list[Address] = []
 
         async def ping(address: Address) -> None:
+            sent_at = trio.current_time()
             try:
                 await self.node.query(address, Ping(self.node.id))
             except KrpcQueryError:
-                self._suspects[address] = trio.current_time()
+                self._suspects[address] = sent_at
             else:
                 self._suspects.pop(address, None)
                 alive.append(address)
@@ -324,6 +330,14 @@ class Dht:
             return False
         return True
 
+    def dead_bootstrap_nodes(self) -> list[Address]:
+        """Bootstrap addresses that timed out and have not been heard from since.
+
+        Traversals skip them; :meth:`run` keeps re-trying them in the background.
+        """
+        now = trio.current_time()
+        return [a for a in self.bootstrap_nodes if self._is_suspect(a, now)]
+
     def _local_addresses(self) -> frozenset[Address]:
         host, port = self.node.address
         return frozenset({(host, port), ("127.0.0.1", port)})
@@ -339,9 +353,11 @@ class Dht:
             local_addresses=self._local_addresses())
         self._traversals += 1
         result = await run_traversal(self.node, traversal, query, visit=visit)
-        failed_at = trio.current_time()
         for address in result.timed_out:
-            self._suspects[address] = failed_at
+            # The start of the traversal, not its end: a node heard from while our
+            # query was in flight (say a grape that started after we queried its
+            # address and then bootstrapped to us) is alive, see `_is_suspect`.
+            self._suspects[address] = now
         for address in result.responders:
             self._suspects.pop(address, None)
         return result
@@ -512,7 +528,9 @@ class Dht:
 
         def visit(r: Response, address: Address) -> bool:
             nonlocal best
-            if r.v is None:
+            if r.v is None or r.v == 0:
+                # bittorrent-dht `onreply`: `if (!r || !r.v) return true`; of the
+                # bencode values only the integer 0 is falsy in JS.
                 return True
             if r.k is not None or r.sig is not None:
                 # bittorrent-dht `get` `onreply`: verified, matching, highest seq wins.

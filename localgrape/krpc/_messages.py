@@ -552,11 +552,18 @@ def _build_announce(node_id: bytes, a: dict[bytes, object], t: bytes) -> Announc
 def _build_put(node_id: bytes, a: dict[bytes, object], t: bytes) -> PutItem:
     v = a.get(b"v")
     token = a.get(b"token")
-    # bittorrent-dht `_onput`: `if (!v) return`, `if (!token) return`. In JS a
-    # Buffer is truthy even when empty, but the integer 0 is not: a grape
-    # `put {"v": false}` bencodes as i0e and is silently dropped by peers.
-    if v is None or v == 0 or not isinstance(token, bytes):
+    # bittorrent-dht `_onput`: `if (!v) return`, `if (!token) return`.
+    if v is None or not isinstance(token, bytes):
         raise KrpcError(DropReason.BAD_ARGUMENTS, "put without v or token", transaction_id=t)
+    if v == 0:
+        # In JS a Buffer is truthy even when empty, but the integer 0 is not: a
+        # grape `put {"v": false}` bencodes as i0e and is refused by peers.
+        # bittorrent-dht stays silent (the putter waits out a 2 s timeout, then
+        # answers "All queries failed"); we answer an error, so the putter reaches
+        # the same answer at once (k-rpc `queryAll` reports any non-3xx error as
+        # "All queries failed").
+        raise KrpcError(DropReason.BAD_ARGUMENTS, "put of a falsy v (0)", transaction_id=t,
+                        reply=(PROTOCOL_ERROR, "Protocol Error, v is 0"))
     return PutItem(node_id, token, cast("BValue", v), _opt_bytes(a, b"k"), _opt_bytes(a, b"sig"),
                    _opt_int(a, b"seq"), _opt_bytes(a, b"salt"), _opt_int(a, b"cas"))
 

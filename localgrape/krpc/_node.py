@@ -76,6 +76,8 @@ QUERY_TIMEOUT: float = 2.0
 """k-rpc-socket ``opts.timeout || 2000`` ms."""
 MAX_INFLIGHT: int = 64
 MAX_BACKGROUND_PINGS: int = 8
+MAX_VERIFY_PINGS: int = 16
+"""Unknown querying nodes being pinged at once before they enter the table."""
 MAX_VALUES: int = 100
 """Peers returned per ``get_peers`` answer. bittorrent-dht returns *all*; we cap
 at grape's own lookup limit (``_mem.get(ih, 100)``) to keep answers < 1 KB."""
@@ -123,10 +125,21 @@ class _UdpTransport:
         self._sock.close()
 
 
-async def open_udp_transport(host: str = "127.0.0.1", port: int = 0) -> DatagramTransport:
-    """Bind an IPv4 UDP socket on ``host``/``port`` (0 picks a free port)."""
+async def open_udp_transport(host: str = "127.0.0.1", port: int = 0, *,
+                             receive_buffer: int | None = None) -> DatagramTransport:
+    """Bind an IPv4 UDP socket on ``host``/``port`` (0 picks a free port).
+
+    Args:
+        host: the address to bind.
+        port: the port (0 picks a free one).
+        receive_buffer: ``SO_RCVBUF`` to ask for (the kernel may cap it), so that
+            a burst of datagrams from one flooding address does not overflow the
+            socket and crowd out the answers our own queries wait for.
+    """
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     try:
+        if receive_buffer is not None:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, receive_buffer)
         await sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -239,6 +252,7 @@ class KrpcNode:
         self._next_tid = 0
         self._inflight = trio.CapacityLimiter(MAX_INFLIGHT)
         self._pinging: set[bytes] = set()
+        self._verifying: set[Address] = set()
         self._counts: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
 
@@ -364,7 +378,7 @@ class KrpcNode:
         self._counts["queries_received"] += 1
         query, t = message.query, message.transaction_id
         if not message.read_only:  # BEP 43: read-only nodes stay out of tables
-            self._learn(query.id, source, now)
+            self._learn_sender(query.id, source, now)
         host = source[0]
         if isinstance(query, Ping):
             return [self._reply(t, Response(self.id), source)]
@@ -467,6 +481,27 @@ class KrpcNode:
                 self._learn(response.id, source, now)
         pending.done.set()
 
+    def _learn_sender(self, node_id: bytes, source: Address, now: float) -> None:
+        """k-rpc adds every querying node to its table at once. We do that for a
+        node we know; an unknown one is pinged first and added when it answers
+        (the answer goes through ``_learn``), so that a sender that never answers
+        (a flood, a spoofed source) cannot cost our traversals a 2 s timeout."""
+        if self._nursery is None or node_id in self.routing:
+            self._learn(node_id, source, now)
+            return
+        if source in self._verifying or len(self._verifying) >= MAX_VERIFY_PINGS:
+            return
+        self._verifying.add(source)
+        self._nursery.start_soon(self._verify_sender, NodeInfo(node_id, *source))
+
+    async def _verify_sender(self, sender: NodeInfo) -> None:
+        try:
+            await self.query(sender.address, Ping(self.id), expected_id=sender.id)
+        except (KrpcTimeout, KrpcRemoteError):
+            pass
+        finally:
+            self._verifying.discard(sender.address)
+
     def _check_oldest(self, oldest: NodeInfo) -> None:
         """Ping the least recently seen contact of a full bucket (Kademlia)."""
         if (self._nursery is None or oldest.id in self._pinging
@@ -518,6 +553,7 @@ class KrpcNode:
             tid = self._new_transaction_id()
             pending = _Pending(address, expected_id)
             self._pending[tid] = pending
+            sent_at = trio.current_time()
             try:
                 data = encode(QueryMessage(tid, query, self.client_version))
                 self._counts["queries_sent"] += 1
@@ -530,7 +566,11 @@ class KrpcNode:
         if result is None:
             self._counts["queries_timed_out"] += 1
             node_id = expected_id or self._id_at(address)
-            if node_id is not None:
+            contact = self.routing.contact(node_id) if node_id is not None else None
+            # Only charge a contact we have not heard from since the query left:
+            # a node that came up at this address after we sent (a grape started
+            # after the one bootstrapping to it) is alive, not dead.
+            if node_id is not None and (contact is None or contact.last_seen <= sent_at):
                 self.routing.record_failure(node_id, trio.current_time())
             raise KrpcTimeout(f"no answer from {address[0]}:{address[1]} "
                               f"to {query.method.decode()}")

@@ -46,6 +46,7 @@ def test_cli_runs_like_a_grape_and_logs_its_addresses() -> None:
         _, err = g.proc.communicate(timeout=10)
     assert f"HTTP API on 127.0.0.1:{g.api_port}" in err.decode()
     assert "accepted but not joined" not in err.decode()  # --bn '' for count=1
+    assert "DHT has no bootstrap nodes" in err.decode()
 
 
 def test_port_in_use_is_a_clear_error_without_traceback() -> None:

@@ -225,6 +225,9 @@ async def test_mutable_put_needs_a_verifier_on_the_other_side(
         k, sig = sign_mutable(b"\x05" * 32, b"m1", 1, b"salt")
         # `cli` refuses ([400, verification not supported]); `reader` stores it.
         assert await lib.put_mutable(b"m1", k=k, sig=sig, seq=1, salt=b"salt") == 1
+        # A putter does not keep its mutable item (bittorrent-dht `_put`): `lib`
+        # stores it only when `reader` puts it too.
+        assert await reader.put_mutable(b"m1", k=k, sig=sig, seq=1, salt=b"salt") == 1
         # Both verifying nodes refuse the same seq: k-rpc queryAll reports the 3xx.
         again = await cli.put_mutable(b"m1", k=k, sig=sig, seq=1, salt=b"salt")
         assert not isinstance(again, int | str) and again.code == 302

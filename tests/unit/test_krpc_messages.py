@@ -166,7 +166,10 @@ MALFORMED: list[tuple[bytes, DropReason, tuple[int, str] | None]] = [
     (q({b"id": ID}, method=b"get"), DropReason.BAD_ARGUMENTS, None),
     (q({b"id": ID, b"target": b"x", b"seq": 2**64}, method=b"get"), DropReason.BAD_ARGUMENTS,
      (203, "Protocol Error, seq out of 64-bit range")),
-    (q({b"id": ID, b"token": b"t", b"v": 0}, method=b"put"), DropReason.BAD_ARGUMENTS, None),
+    # JS-falsy v (a grape `put {"v": false}`): refused, with an error so the putter
+    # need not wait out a timeout.
+    (q({b"id": ID, b"token": b"t", b"v": 0}, method=b"put"), DropReason.BAD_ARGUMENTS,
+     (203, "Protocol Error, v is 0")),
     (q({b"id": ID, b"token": b"t"}, method=b"put"), DropReason.BAD_ARGUMENTS, None),
     (q({b"id": ID, b"v": b"x"}, method=b"put"), DropReason.BAD_ARGUMENTS, None),
     (q({b"id": ID, b"token": b"t", b"v": b"x", b"k": 1}, method=b"put"),

@@ -182,6 +182,9 @@ async def test_two_nodes_over_loopback_udp() -> None:
         async with serving(a, b) as (addr_a, addr_b):
             pong = await a.ping(addr_b)
             assert pong == NodeInfo(b.id, *addr_b)
+            # b pings an unknown querier before adding it (KrpcNode._learn_sender);
+            # an answer from a, to that ping or to this one, teaches b a.
+            await b.ping(addr_a)
             assert b.routing.get(a.id) == NodeInfo(a.id, *addr_a)  # b learnt a
             found = await a.find_node(addr_b, a.id)
             assert found.nodes == (NodeInfo(a.id, *addr_a),)
