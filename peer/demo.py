@@ -76,13 +76,14 @@ def _check(reply: ControlReply, what: str) -> ControlReply:
 async def play(grape_url: str | None, root: Path, out: TextIO) -> None:
     """Run the whole scenario; raises DemoFailed on the first thing that goes wrong."""
     async with trio.open_nursery() as nursery:
-        if grape_url is None:
-            grape_url = await _start_localgrape(nursery, out)
+        grape_urls = [grape_url] if grape_url else await _start_localgrapes(nursery, out)
         nodes: list[Node] = []
         watchers: list[Watcher] = []
         for i in (1, 2, 3):
             name = f"Client#{i}"
-            config = NodeConfig(name=name, data_dir=root / f"client{i}", grape_urls=(grape_url,),
+            # Spread the nodes over the grapes, as nodes on different hosts would be.
+            home = grape_urls[(i - 1) % len(grape_urls)]
+            config = NodeConfig(name=name, data_dir=root / f"client{i}", grape_urls=(home,),
                                 announce_interval=1.0, lookup_interval=0.3,
                                 anti_entropy_interval=1.0)
             node = Node(config, Output(json_lines=False, stream=io.StringIO()))
@@ -123,14 +124,19 @@ async def play(grape_url: str | None, root: Path, out: TextIO) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _start_localgrape(nursery: trio.Nursery, out: TextIO) -> str:
+async def _start_localgrapes(nursery: trio.Nursery, out: TextIO) -> list[str]:
+    """Two embedded localgrapes bootstrapped to each other, as a real deployment runs."""
     import localgrape
 
-    bound = await nursery.start(localgrape.serve, localgrape.GrapeConfig(
+    first = await nursery.start(localgrape.serve, localgrape.GrapeConfig(
         api_port=0, dht_port=0, bind="127.0.0.1"))
-    url: str = bound.url
-    out.write(f"embedded localgrape on {url}\n")
-    return url
+    second = await nursery.start(localgrape.serve, localgrape.GrapeConfig(
+        api_port=0, dht_port=0, bind="127.0.0.1",
+        bootstrap=(f"127.0.0.1:{first.dht_port}",)))
+    urls: list[str] = [first.url, second.url]
+    out.write(f"embedded localgrapes on {urls[0]} and {urls[1]} (DHT ports "
+              f"{first.dht_port} and {second.dht_port}, bootstrapped to each other)\n")
+    return urls
 
 
 async def _wait_for_mesh(nodes: list[Node]) -> None:

@@ -47,7 +47,8 @@ def test_killed_bidder_catches_up_and_late_node_gets_full_state(
         assert _bids(c3, "Client#1->Pic#1") == [("Client#2", "75"), ("Client#2", "80")]
         assert _show(c3, "Client#1->Pic#1")["state"] == "closed"
 
-        late = NodeProc("Client#4", tmp_path / "Client4", grape_urls[:1]).start()
+        # The newcomer uses the other grape: it finds everyone through the DHT.
+        late = NodeProc("Client#4", tmp_path / "Client4", grape_urls[-1:]).start()
         try:
             assert late.ready["synced"] >= 4, "".join(late.stderr_lines)
             assert _bids(late, "Client#1->Pic#1") == [("Client#2", "75"), ("Client#2", "80")]
@@ -72,7 +73,8 @@ def test_seller_offline_state_stays_visible_and_bids_are_unreachable(
         assert _bids(c3, "Client#1->Pic#1") == [("Client#2", "76")]
 
         # A brand-new node learns the seller's auction from the others (relayed logs).
-        late = NodeProc("Client#4", tmp_path / "Client4", grape_urls[:1]).start()
+        # The newcomer uses the other grape: it finds everyone through the DHT.
+        late = NodeProc("Client#4", tmp_path / "Client4", grape_urls[-1:]).start()
         try:
             assert _bids(late, "Client#1->Pic#1") == [("Client#2", "76")]
         finally:
