@@ -1,0 +1,130 @@
+"""Profile node processes under a benchmark's load with py-spy (``pip install py-spy``).
+
+``python -m bench._profile throughput|propagation|sync [OUT_DIR]`` starts the same
+cluster as the benchmark, attaches ``py-spy record --format raw`` (collapsed stacks)
+to the interesting node processes while the load runs, and prints per process the
+top self-time frames and the top inclusive frames (percent of samples).
+
+- ``throughput``: 10 nodes, 64 concurrent bidders; profiles the seller and one peer.
+- ``propagation``: 10 nodes, 100 bids/s; profiles the seller and one peer.
+- ``sync``: a joiner pulling 100,000 events from three full peers; profiles the joiner
+  and one source.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench import bench_network, bench_sync
+from bench._harness import Cluster, NodeProc, run_helpers, stop_process
+
+PYSPY = str(Path(sys.executable).parent / "py-spy")
+RATE_HZ = 250
+
+
+def summarize(path: Path, top: int = 20) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] += n
+        for frame in set(frames):
+            incl[frame] += n
+    out = [f"{path.name}: {total} samples", "  self:"]
+    out += [f"    {100 * n / total:5.1f}% {f}" for f, n in own.most_common(top)]
+    out.append("  inclusive:")
+    out += [f"    {100 * n / total:5.1f}% {f}" for f, n in incl.most_common(top * 2)]
+    return "\n".join(out)
+
+
+class Recorder:
+    """py-spy on some pids for ``seconds``, in the background."""
+
+    def __init__(self, out_dir: Path, targets: dict[str, NodeProc], seconds: float) -> None:
+        self.procs = [
+            subprocess.Popen([PYSPY, "record", "--pid", str(node.proc.pid), "--rate",
+                              str(RATE_HZ), "--duration", str(int(seconds)), "--format", "raw",
+                              "--nonblocking", "-o", str(out_dir / f"{label}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for label, node in targets.items()]
+        self.files = [out_dir / f"{label}.txt" for label in targets]
+
+    def finish(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.wait(60)
+            finally:
+                stop_process(proc)
+
+
+def profile_network(out_dir: Path, mode: str) -> list[Path]:
+    with Cluster("bench-prof-") as cluster:
+        nodes = cluster.start_nodes(10, "Node")
+        cluster.wait_mesh(nodes)
+        seller = nodes[0]
+        if mode == "throughput":
+            auctions = bench_network.open_auctions(seller, 64)
+            args = bench_network._loadgen_args(seller.address, auctions, 2, mode="closed",
+                                               duration=8.0, first_amount=1)
+        else:
+            auctions = bench_network.open_auctions(seller, 8)
+            args = bench_network._loadgen_args(seller.address, auctions, 1, mode="paced",
+                                               rate=100.0, count=800, first_amount=1)
+        recorder: list[Recorder] = []
+
+        def attach() -> None:
+            time.sleep(bench_network.LOADGEN_START_DELAY + 0.5)
+            recorder.append(Recorder(out_dir, {"seller": seller, "peer": nodes[5]}, 6))
+
+        thread = threading.Thread(target=attach)
+        thread.start()
+        run_helpers("_loadgen", args)
+        thread.join()
+        recorder[0].finish()
+        return recorder[0].files
+
+
+def profile_sync(out_dir: Path) -> list[Path]:
+    signed = list(bench_sync.workload(bench_sync.EVENTS))
+    with Cluster("bench-prof-sync-") as cluster:
+        full = [cluster.root / f"full{i}" for i in range(3)]
+        bench_sync.fill_data_dir(full[0], signed)
+        for d in full[1:]:
+            bench_sync.copy_data_dir(full[0], d)
+        sources = [cluster.spawn(f"Source#{i + 1}", data_dir=d) for i, d in enumerate(full)]
+        cluster.wait_ready(sources, timeout=300)
+        cluster.wait_mesh(sources)
+        joiner = cluster.spawn("Joiner#1")
+        time.sleep(1.0)
+        recorder = Recorder(out_dir, {"joiner": joiner, "source": sources[0]}, 15)
+        cluster.wait_ready([joiner], timeout=300)
+        recorder.finish()
+        return recorder.files
+
+
+def main() -> int:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "throughput"
+    out_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp(prefix="prof-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = profile_sync(out_dir) if mode == "sync" else profile_network(out_dir, mode)
+    for f in files:
+        if f.exists():
+            print(summarize(f))
+    print(f"raw collapsed stacks in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
