@@ -35,6 +35,7 @@ __all__ = [
     "WireError",
     "decode_bid",
     "decode_event",
+    "read_varint",
 ]
 
 _VARINT: Final = 0
@@ -126,6 +127,10 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if result >= _U64_LIMIT:
         raise WireError("varint exceeds 64 bits")
     return result, pos
+
+
+#: Public name for the envelope codec (``peer.envelopes``), which shares this reader.
+read_varint = _varint
 
 
 def _scan(buf: bytes, pos: int, end: int, types: tuple[int, ...]) -> list[int]:

@@ -1,0 +1,162 @@
+"""Fast protobuf encoding of the two hot envelopes: ``SyncReply`` and ``PushRequest``.
+
+Both are little more than a list of ``SignedEvent{bytes event, bytes signature}``.
+betterproto2 spends about 34 µs decoding and 33 µs encoding each such event (pure
+Python, field by field), more than an Ed25519 verification; a sync of 100,000 events
+paid that twice. Here the same bytes are produced and read by slicing, and
+betterproto2 messages are only constructed (under 1 µs each).
+
+The encoding is canonical protobuf, byte for byte what betterproto2 writes (tests
+check both directions). Decoding is strict about wire types and lengths and skips
+unknown fields, as protobuf requires; anything malformed raises
+:class:`EnvelopeError`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from peer.gen.auction.v1 import PushRequest, SignedEvent, SyncReply
+from peer.wire import WireError, read_varint
+
+__all__ = [
+    "EnvelopeError",
+    "decode_push",
+    "decode_sync_reply",
+    "encode_push",
+    "encode_sync_reply",
+]
+
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_FIXED_SIZE: Final = {_I64: 8, _I32: 4}
+
+
+class EnvelopeError(ValueError):
+    """The bytes are not a well-formed ``SyncReply`` / ``PushRequest``."""
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_bytes(out: bytearray, tag: int, data: bytes) -> None:
+    # proto3 leaves empty scalar fields out, as betterproto2 does.
+    if data:
+        out.append(tag)
+        _put_varint(out, len(data))
+        out += data
+
+
+def _signed_event_size(event: bytes, signature: bytes) -> int:
+    size = 0
+    for part in (event, signature):
+        if part:
+            size += 1 + _varint_size(len(part)) + len(part)
+    return size
+
+
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+def _put_events(out: bytearray, tag: int, events: list[SignedEvent]) -> None:
+    for signed in events:
+        event, signature = signed.event, signed.signature
+        out.append(tag)
+        _put_varint(out, _signed_event_size(event, signature))
+        _put_bytes(out, 0x0A, event)
+        _put_bytes(out, 0x12, signature)
+
+
+def encode_sync_reply(message: SyncReply) -> bytes:
+    """``bytes(message)``, fast: ``repeated SignedEvent events = 1``."""
+    out = bytearray()
+    _put_events(out, 0x0A, message.events)
+    return bytes(out)
+
+
+def encode_push(message: PushRequest) -> bytes:
+    """``bytes(message)``, fast: ``bytes sender = 1; repeated SignedEvent events = 2``."""
+    out = bytearray()
+    _put_bytes(out, 0x0A, message.sender)
+    _put_events(out, 0x12, message.events)
+    return bytes(out)
+
+
+def _fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
+    """Every field of one message as (number, wire type, start, stop or varint value)."""
+    found = []
+    while pos < end:
+        key, pos = read_varint(buf, pos, end)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise EnvelopeError("field number 0")
+        if wire_type == _VARINT:
+            value, pos = read_varint(buf, pos, end)
+            found.append((number, wire_type, value, value))
+        elif wire_type == _LEN:
+            length, pos = read_varint(buf, pos, end)
+            if length > end - pos:
+                raise EnvelopeError("length-delimited field runs past the end")
+            found.append((number, wire_type, pos, pos + length))
+            pos += length
+        elif wire_type in _FIXED_SIZE:
+            pos += _FIXED_SIZE[wire_type]
+            if pos > end:
+                raise EnvelopeError("fixed-size field runs past the end")
+            found.append((number, wire_type, pos, pos))
+        else:
+            raise EnvelopeError(f"unsupported wire type {wire_type}")
+    return found
+
+
+def _signed_event(buf: bytes, start: int, stop: int) -> SignedEvent:
+    event = signature = b""
+    for number, wire_type, a, b in _fields(buf, start, stop):
+        if number in (1, 2):
+            if wire_type != _LEN:
+                raise EnvelopeError(f"SignedEvent field {number} has wire type {wire_type}")
+            # Last one wins, as protobuf says for a repeated scalar field.
+            if number == 1:
+                event = buf[a:b]
+            else:
+                signature = buf[a:b]
+    return SignedEvent(event=event, signature=signature)
+
+
+def _events_and_bytes(data: bytes, events_field: int, bytes_field: int | None
+                      ) -> tuple[list[SignedEvent], bytes]:
+    try:
+        events: list[SignedEvent] = []
+        extra = b""
+        for number, wire_type, a, b in _fields(data, 0, len(data)):
+            if number not in (events_field, bytes_field):
+                continue
+            if wire_type != _LEN:
+                raise EnvelopeError(f"field {number} has wire type {wire_type}")
+            if number == events_field:
+                events.append(_signed_event(data, a, b))
+            else:
+                extra = data[a:b]
+        return events, extra
+    except WireError as exc:
+        raise EnvelopeError(str(exc)) from None
+
+
+def decode_sync_reply(data: bytes) -> SyncReply:
+    """``SyncReply.parse(data)``, fast and strict."""
+    events, _ = _events_and_bytes(data, 1, None)
+    return SyncReply(events=events)
+
+
+def decode_push(data: bytes) -> PushRequest:
+    """``PushRequest.parse(data)``, fast and strict."""
+    events, sender = _events_and_bytes(data, 2, 1)
+    return PushRequest(sender=sender, events=events)
