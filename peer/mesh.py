@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How many pending batches one peer's outbox holds before that peer is marked
-# lagging; anti-entropy then heals it instead of the seller waiting on it.
-OUTBOX_BATCHES = 64
+# How many pending batches (usually one event each) one peer's outbox holds before
+# that peer is marked lagging; anti-entropy then heals it instead of the seller
+# waiting on it. The sender drains whatever is queued into one Push.
+OUTBOX_BATCHES = 1024
 # Per-call deadlines. Loopback peers answer in milliseconds; these only bound
 # how long a black-holed peer can hold one call.
 HELLO_TIMEOUT = 3.0
@@ -156,8 +157,8 @@ class Mesh:
 
     # ------------------------------------------------------------------ discovery
 
-    async def add_addresses(self, addresses: Iterable[str]) -> None:
-        """Probe every address not seen before; returns when those probes are done."""
+    def add_addresses(self, addresses: Iterable[str]) -> list[PeerLink]:
+        """Start probing every address not seen before; returns their new links."""
         new = []
         for address in addresses:
             if address == self.own_address or address in self.links:
@@ -165,10 +166,19 @@ class Mesh:
             link = PeerLink(address)
             self.links[address] = link
             new.append(link)
-        if new:
-            async with trio.open_nursery() as nursery:
-                for link in new:
-                    nursery.start_soon(self.probe, link)
+            if self._nursery is not None:
+                self._nursery.start_soon(self.probe, link)
+        return new
+
+    async def wait_probed(self, links: Iterable[PeerLink]) -> None:
+        """Wait until every one of ``links`` has answered its first probe or failed.
+
+        The probes run in the mesh's own nursery: cancelling this wait (callers
+        bound it with a cancel scope) does not cancel them.
+        """
+        pending = list(links)
+        while any(link.state == UNKNOWN for link in pending):
+            await self._changed.wait()
 
     async def probe(self, link: PeerLink) -> bool:
         """Say Hello; on success the link is up and its node id known."""
@@ -184,12 +194,14 @@ class Mesh:
             # Our own record under another address (e.g. 0.0.0.0 and 127.0.0.1).
             link.state = SELF
             link.close_channel()
+            self._poke()
             return False
         for other in self.links.values():
             if other is not link and other.node_id == reply.node_id and other.state == UP:
                 # Same node under a second address: keep one link per node id.
                 link.state = SELF
                 link.close_channel()
+                self._poke()
                 return False
         link.node_id = reply.node_id
         link.name = reply.name

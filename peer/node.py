@@ -25,6 +25,7 @@ from grpclib.server import Server
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, paths
+from peer.batch_verify import preverify
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
 from peer.gen.auction.v1 import (
@@ -79,6 +80,8 @@ from peer.views import auction_view
 log = logging.getLogger(__name__)
 
 WATCH_BUFFER = 256
+# How long start-up waits for peers to answer Hello before syncing from those that did.
+INITIAL_PROBE_WAIT = 1.0
 
 # (index into the sorted authors still to send, last seq sent of that author)
 SyncCursor = tuple[int, int]
@@ -126,6 +129,7 @@ class Node:
         self._pull_gate = PullGate()
         self._nursery: trio.Nursery | None = None
         self._nonce = random.getrandbits(48)
+        self._ready = False
 
     # ================================================================== lifecycle
 
@@ -192,6 +196,7 @@ class Node:
                         nursery.start_soon(self._discovery_loop, grape)
                         nursery.start_soon(anti_entropy, self, self.mesh,
                                            config.anti_entropy_interval, _jitter)
+                        self._ready = True
                         info = ReadyInfo(config.name, self.identity.node_id, self.port,
                                          synced, socket_path)
                         self.output.ready(info.name, info.node_id, info.port, synced,
@@ -222,20 +227,26 @@ class Node:
         """Pull from every peer that is up; returns how many events that added."""
         assert self.mesh is not None
         before = self.ledger.event_count
-        await self._discover(grape)
+        found = await self._discover(grape)
+        # Peers that answer Hello quickly are enough to start from; a black-holed
+        # address must not hold up the start (it is probed on in the background,
+        # and a peer that comes up later triggers a pull of its own).
+        with trio.move_on_after(INITIAL_PROBE_WAIT):
+            await self.mesh.wait_probed(found)
         # peer_up also starts pulls, which may win the race for the same events;
         # counting the ledger, not the pulls, reports what sync really brought.
         await pull_from_all(self, self.mesh)
         return self.ledger.event_count - before
 
-    async def _discover(self, grape: GrapeClient) -> None:
+    async def _discover(self, grape: GrapeClient) -> list[PeerLink]:
+        """Look peers up in Grape and start probing the new ones; returns those."""
         assert self.mesh is not None
         try:
             addresses = await grape.lookup(self.config.service)
         except GrapeClientError as exc:
             log.debug("lookup failed: %s", exc)
-            return
-        await self.mesh.add_addresses(addresses)
+            return []
+        return self.mesh.add_addresses(addresses)
 
     async def _discovery_loop(self, grape: GrapeClient) -> None:
         while True:
@@ -266,8 +277,12 @@ class Node:
         notes: list[LedgerNotification] = []
         held = False
         malformed: list[Rejection] = []
-        for signed in events:
-            result = self.ledger.apply(signed)
+        # Several peers relay the same events: drop the known ones before paying
+        # for their signatures.
+        events = [signed for signed in events if not self.ledger.is_applied(signed)]
+        checked = await preverify(events)
+        for index, signed in enumerate(events):
+            result = self.ledger.apply(signed, verified=checked is not None and checked[index])
             applied.extend(result.applied)
             notes.extend(result.notifications)
             held = held or result.held
@@ -305,7 +320,9 @@ class Node:
         event = self.ledger.next_event(self.identity.node_id, self.config.name, _now_ms(),
                                        open=open, accept=accept, close=close)
         signed = sign_event(self.identity, event)
-        result = self.ledger.apply(signed)
+        # Our own signature, just made, over a body that check_* validated (a bid's
+        # signature included): checking them again would only cost time.
+        result = self.ledger.apply(signed, verified=True)
         if result.rejection is not None:  # check_* ran first; this is a bug, not input
             raise RuntimeError(f"own event refused: {result.rejection}")
         await self._persist(result.applied)
@@ -317,7 +334,10 @@ class Node:
 
     def _notify(self, note: LedgerNotification) -> None:
         message = notification_message(note)
-        self.output.notification(message)
+        if self._ready:
+            # Before ready, the events being synced are summed up in the ready line
+            # instead: a node joining a busy network would print its whole history.
+            self.output.notification(message)
         self._send_watchers(message)
 
     def _send_watchers(self, message: Notification) -> None:
@@ -340,8 +360,9 @@ class Node:
         self._send_watchers(Notification(kind=NotificationKind.PEER_UP, peer=link.node_id,
                                          peer_name=link.name,
                                          text=f"peer up: {link.name}"))
-        # A peer that (re)appears may hold what we missed, and vice versa.
-        if self._nursery is not None and self.mesh is not None:
+        # A peer that (re)appears may hold what we missed, and vice versa. Before
+        # ready, the initial sync is already pulling from every peer that is up.
+        if self._ready and self._nursery is not None and self.mesh is not None:
             mesh = self.mesh
             self._nursery.start_soon(self._pull_gate.pull_once, link,
                                      lambda: pull(self, mesh, link))

@@ -10,6 +10,7 @@ repeat: missed pushes heal on the next round.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -20,7 +21,8 @@ from peer.mesh import Mesh, PeerLink
 
 log = logging.getLogger(__name__)
 
-SYNC_TIMEOUT = 60.0
+# The longest wait for the next page of a Sync stream.
+PAGE_TIMEOUT = 30.0
 PAGE_SIZE = 500
 
 
@@ -33,35 +35,52 @@ class SyncTarget(Protocol):
 
 
 async def pull(target: SyncTarget, mesh: Mesh, link: PeerLink) -> int:
-    """Pull everything ``link`` has past our heads; returns how many events were new."""
+    """Pull everything ``link`` has past our heads; returns how many events were new.
+
+    A long history takes as long as it takes; what is bounded is the wait for the
+    next page (``PAGE_TIMEOUT``), so a stalled peer is given up on and a busy one
+    is not.
+    """
     request = SyncRequest(heads=target.heads())
     new = 0
+    scope = trio.CancelScope(deadline=trio.current_time() + PAGE_TIMEOUT)
 
     async def on_page(reply: SyncReply) -> None:
         nonlocal new
         new += await target.ingest(list(reply.events), link)
+        scope.deadline = trio.current_time() + PAGE_TIMEOUT
 
     try:
-        with trio.fail_after(SYNC_TIMEOUT):
-            await mesh.bridge.collect_stream(
-                lambda: link.stub.sync(request, timeout=SYNC_TIMEOUT), on_page)
+        with scope:
+            await mesh.bridge.collect_stream(lambda: link.stub.sync(request), on_page)
     except Exception as exc:
         mesh.mark_down(link, exc)
         log.debug("sync from %s failed after %d events: %s", link.address, new, exc)
+    if scope.cancelled_caught:
+        mesh.mark_down(link, f"sync stalled for {PAGE_TIMEOUT:.0f}s")
     return new
 
 
 async def pull_from_all(target: SyncTarget, mesh: Mesh) -> int:
-    """Pull from every peer that is up, concurrently (used before reporting ready)."""
-    total = 0
+    """Pull from every peer that is up (used before reporting ready).
+
+    One peer first, then the others at once: they then only send what the first
+    did not have, instead of every peer sending the whole history again.
+    """
+    links = mesh.up_links()
+    if not links:
+        return 0
+    first = random.choice(links)
+    total = await pull(target, mesh, first)
 
     async def one(link: PeerLink) -> None:
         nonlocal total
         total += await pull(target, mesh, link)
 
     async with trio.open_nursery() as nursery:
-        for link in mesh.up_links():
-            nursery.start_soon(one, link)
+        for link in links:
+            if link is not first:
+                nursery.start_soon(one, link)
     return total
 
 
