@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench._table import table
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -24,12 +26,14 @@ def main() -> int:
         started = time.monotonic()
         result = module.run()
         results[name] = result
-        print(f"{name}: {json.dumps(result)} ({time.monotonic() - started:.1f}s)", flush=True)
+        print(f"{name}: done in {time.monotonic() - started:.1f}s", flush=True)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     path = out / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {path}")
+    summary = table(results)
+    path.with_suffix(".txt").write_text(summary + "\n")
+    print(f"\n{summary}\n\nwrote {path} and {path.with_suffix('.txt').name}")
     return 0
 
 

@@ -8,8 +8,10 @@ fixed time after a warm-up. The real grape is measured only when Node and
 grenache-grape are installed (``node_modules/.bin/grape`` or ``GRAPE_BIN``);
 otherwise its figures are null.
 
-Figures: ``localgrape_rps`` and ``grape_rps`` (requests per second),
-``ratio`` (localgrape / grape), and the median and p99 latency in microseconds.
+Figures, for each grape: sequential keep-alive lookups and announces (requests
+per second, median and p99 latency in microseconds) and lookups from 32 concurrent
+keep-alive clients; ``ratio_*`` is localgrape / grape, the median over rounds that
+alternate between the two grapes.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECONDS = 3.0
+ROUNDS = 6
+ROUND_SECONDS = 0.5
 WARMUP_SECONDS = 0.5
+CLIENTS = 32
 NAME = "bench-service"
+LOOKUP_ANSWER = b'["127.0.0.1:5001"]'
 
 
 def _free_port(kind: int) -> int:
@@ -85,72 +92,144 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0)
     raise RuntimeError(f"grape on {port} did not answer within {timeout}s")
 
 
-def _measure(port: int) -> dict[str, float]:
-    request = _request(json.dumps({"rid": "bench", "data": NAME}).encode())
+def _loop(port: int, path: bytes, payload: object, seconds: float,
+          expect: bytes | None) -> list[float]:
+    """Sequential keep-alive requests for ``seconds``; returns each latency."""
+    request = _request(json.dumps({"rid": "bench", "data": payload}).encode())
+    request = request.replace(b"/lookup", path, 1)
     latencies: list[float] = []
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
-        warm_until = time.perf_counter() + WARMUP_SECONDS
-        while time.perf_counter() < warm_until:
-            sock.sendall(request)
-            _read_response(sock, buf)
-        started = time.perf_counter()
-        deadline = started + SECONDS
-        now = started
+        now = time.perf_counter()
+        deadline = now + seconds
+        body = b""
         while now < deadline:
             sock.sendall(request)
             body = _read_response(sock, buf)
             after = time.perf_counter()
             latencies.append(after - now)
             now = after
-        elapsed = now - started
-        if body != b'["127.0.0.1:5001"]':
-            raise RuntimeError(f"unexpected lookup answer {body!r}")
-    latencies.sort()
+        if expect is not None and body != expect:
+            raise RuntimeError(f"unexpected answer {body!r}")
+    return latencies
+
+
+def _concurrent(port: int, clients: int, seconds: float) -> float:
+    """Lookups per second from ``clients`` keep-alive connections at once (threads)."""
+    counts: list[int] = []
+
+    def one() -> None:
+        counts.append(len(_loop(port, b"/lookup", NAME, seconds, LOOKUP_ANSWER)))
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    latencies = sorted(latencies)
     return {
-        "rps": round(len(latencies) / elapsed, 1),
+        "rps": round(len(latencies) / seconds, 1),
         "median_us": round(latencies[len(latencies) // 2] * 1e6, 1),
         "p99_us": round(latencies[int(len(latencies) * 0.99)] * 1e6, 1),
     }
 
 
-def _run_one(argv0: list[str]) -> dict[str, float]:
+def _start(argv0: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     dht_port = _free_port(socket.SOCK_DGRAM)
     api_port = _free_port(socket.SOCK_STREAM)
     proc = subprocess.Popen([*argv0, "--dp", str(dht_port), "--aph", str(api_port),
                              "--bn", "", "-b", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_ready(api_port, proc)
+    with socket.create_connection(("127.0.0.1", api_port)) as s:
+        body = json.dumps({"data": [NAME, 5001]}).encode()
+        s.sendall(_request(body).replace(b"/lookup", b"/announce"))
+        _read_response(s, bytearray())
+    return proc, api_port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
     try:
-        _wait_ready(api_port, proc)
-        with socket.create_connection(("127.0.0.1", api_port)) as s:
-            body = json.dumps({"data": [NAME, 5001]}).encode()
-            s.sendall(_request(body).replace(b"/lookup", b"/announce"))
-            _read_response(s, bytearray())
-        return _measure(api_port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _measure_all(ports: dict[str, int]) -> dict[str, dict[str, object]]:
+    """Every figure for every grape, in interleaved rounds.
+
+    The machine is noisy: measuring one grape for 3 s and then the other lets a
+    burst of load from elsewhere decide the ratio. Alternating short rounds and
+    taking the median of the per-round ratios keeps both under the same weather.
+    """
+    lookups: dict[str, list[float]] = {name: [] for name in ports}
+    announces: dict[str, list[float]] = {name: [] for name in ports}
+    ratios: dict[str, list[float]] = {"lookup": [], "announce": [], "lookup_32": []}
+    concurrent: dict[str, list[float]] = {name: [] for name in ports}
+    for name, port in ports.items():  # warm-up
+        _loop(port, b"/lookup", NAME, WARMUP_SECONDS, LOOKUP_ANSWER)
+    for _ in range(ROUNDS):
+        rps: dict[str, dict[str, float]] = {}
+        for name, port in ports.items():
+            look = _loop(port, b"/lookup", NAME, ROUND_SECONDS, LOOKUP_ANSWER)
+            ann = _loop(port, b"/announce", [NAME, 5001], ROUND_SECONDS, None)
+            conc = _concurrent(port, CLIENTS, ROUND_SECONDS)
+            lookups[name] += look
+            announces[name] += ann
+            concurrent[name].append(conc)
+            rps[name] = {"lookup": len(look) / ROUND_SECONDS,
+                         "announce": len(ann) / ROUND_SECONDS, "lookup_32": conc}
+        if "grape" in rps:
+            for figure in ratios:
+                ratios[figure].append(rps["localgrape"][figure] / rps["grape"][figure])
+    total = ROUNDS * ROUND_SECONDS
+    out: dict[str, dict[str, object]] = {}
+    for name in ports:
+        out[name] = {
+            "lookup": _summary(lookups[name], total),
+            "announce": _summary(announces[name], total),
+            "lookup_32_clients_rps": round(sum(concurrent[name]) / ROUNDS, 1),
+        }
+    out["ratio"] = {figure: (round(statistics.median(values), 3) if values else None)
+                    for figure, values in ratios.items()}
+    return out
 
 
 def run() -> dict[str, object]:
     """Measure both grapes; the real one's figures are None when it is absent."""
-    local = _run_one([sys.executable, "-m", "localgrape"])
+    argv0s = {"localgrape": [sys.executable, "-m", "localgrape"]}
     grape_bin = _grape_bin()
-    real = _run_one([grape_bin]) if grape_bin else None
+    if grape_bin:
+        argv0s["grape"] = [grape_bin]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = {}
+        for name, argv0 in argv0s.items():
+            proc, port = _start(argv0)
+            procs.append(proc)
+            ports[name] = port
+        measured = _measure_all(ports)
+    finally:
+        for proc in procs:
+            _stop(proc)
+    ratio = measured.pop("ratio")
     return {
-        "seconds_per_grape": SECONDS,
-        "localgrape_rps": local["rps"],
-        "localgrape_median_us": local["median_us"],
-        "localgrape_p99_us": local["p99_us"],
-        "grape_rps": real["rps"] if real else None,
-        "grape_median_us": real["median_us"] if real else None,
-        "grape_p99_us": real["p99_us"] if real else None,
-        "ratio": round(local["rps"] / real["rps"], 3) if real else None,
+        "rounds": ROUNDS,
+        "round_seconds": ROUND_SECONDS,
+        "concurrent_clients": CLIENTS,
+        "localgrape": measured["localgrape"],
+        "grape": measured.get("grape"),
+        "ratio_lookup": ratio["lookup"],
+        "ratio_announce": ratio["announce"],
+        "ratio_lookup_32_clients": ratio["lookup_32"],
     }
 
 

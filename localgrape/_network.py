@@ -275,7 +275,9 @@ class NetworkDht:
         try:
             return await self._execute(op)
         finally:
-            if self._state is not None:
+            # A lookup changes no state worth a log line, and it is the hot path
+            # (nodes look peers up every few seconds); _watch_state polls anyway.
+            if self._state is not None and not isinstance(op, Lookup):
                 self.check_state()
 
     async def _execute(self, op: Op) -> Outcome:

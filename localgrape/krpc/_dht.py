@@ -338,6 +338,14 @@ class Dht:
         now = trio.current_time()
         return [a for a in self.bootstrap_nodes if self._is_suspect(a, now)]
 
+    def _anyone_to_ask(self, now: float) -> bool:
+        """Whether a traversal would query anybody: a known node or a live bootstrap."""
+        if len(self.node.routing):
+            return True
+        local = self._local_addresses()
+        return any(address not in local and not self._is_suspect(address, now)
+                   for address in self.bootstrap_nodes)
+
     def _local_addresses(self) -> frozenset[Address]:
         host, port = self.node.address
         return frozenset({(host, port), ("127.0.0.1", port)})
@@ -413,6 +421,12 @@ class Dht:
         Raises:
             RuntimeError: the DHT is not running.
         """
+        now = trio.current_time()
+        if not self._anyone_to_ask(now):
+            # A lone node answers from its own store at once, as bittorrent-dht
+            # does with an empty table: no task, no traversal (this is most of
+            # the cost of a lookup on a lone grape, the common case on one host).
+            return _format_peers(self.node.store.peers(name, now), self._rng)
         shared = self._lookups.get(name)
         if shared is None:
             shared = _SharedLookup()
