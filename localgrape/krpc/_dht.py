@@ -421,6 +421,7 @@ class Dht:
         Raises:
             RuntimeError: the DHT is not running.
         """
+        nursery = self._require_nursery()
         now = trio.current_time()
         if not self._anyone_to_ask(now):
             # A lone node answers from its own store at once, as bittorrent-dht
@@ -431,7 +432,7 @@ class Dht:
         if shared is None:
             shared = _SharedLookup()
             self._lookups[name] = shared
-            self._require_nursery().start_soon(self._run_lookup, name, shared)
+            nursery.start_soon(self._run_lookup, name, shared)
         else:
             self._merged += 1
         await shared.done.wait()
