@@ -174,7 +174,7 @@ def _measure_all(ports: dict[str, int]) -> dict[str, dict[str, object]]:
     announces: dict[str, list[float]] = {name: [] for name in ports}
     ratios: dict[str, list[float]] = {"lookup": [], "announce": [], "lookup_32": []}
     concurrent: dict[str, list[float]] = {name: [] for name in ports}
-    for name, port in ports.items():  # warm-up
+    for port in ports.values():  # warm-up
         _loop(port, b"/lookup", NAME, WARMUP_SECONDS, LOOKUP_ANSWER)
     for _ in range(ROUNDS):
         rps: dict[str, dict[str, float]] = {}
