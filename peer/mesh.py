@@ -9,10 +9,12 @@ a jittered exponential backoff expires and a ``Hello`` probe succeeds again.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -31,7 +33,6 @@ from peer.gen.auction.v1 import (
     LeaveRequest,
     PeerStub,
     PlaceBidReply,
-    PushReply,
     PushRequest,
     SignedBid,
     SignedEvent,
@@ -44,6 +45,9 @@ T = TypeVar("T")
 # How many pending batches (usually one event each) one peer's outbox holds before
 # that peer is marked lagging; anti-entropy then heals it instead of the seller
 # waiting on it. The sender drains whatever is queued into one Push.
+# The sender of each peer is a trio task of the mesh that runs, for its whole life,
+# one loop on the asyncio side (where grpclib is): one bridge crossing per peer,
+# not one per Push, which is most of what a Push costs the seller beyond grpclib.
 OUTBOX_BATCHES = 1024
 # Per-call deadlines. Loopback peers answer in milliseconds; these only bound
 # how long a black-holed peer can hold one call.
@@ -80,7 +84,7 @@ class PeerLink:
     backoff: Backoff = field(default_factory=Backoff)
     lagging: bool = False
     channel: Channel | None = None
-    outbox_send: trio.MemorySendChannel[list[SignedEvent]] | None = None
+    outbox_send: Outbox | None = None  # the name tests know; the trio channel it once was
     cancel_scope: trio.CancelScope | None = None
     last_error: str = ""
 
@@ -216,9 +220,8 @@ class Mesh:
         link.backoff.reset()
         link.last_error = ""
         if link.outbox_send is None and self._nursery is not None:
-            send, recv = trio.open_memory_channel[list[SignedEvent]](OUTBOX_BATCHES)
-            link.outbox_send = send
-            self._nursery.start_soon(self._sender, link, recv)
+            link.outbox_send = Outbox(OUTBOX_BATCHES)
+            self._nursery.start_soon(self._sender, link, link.outbox_send)
         self._poke()
         if was != UP:
             log.info("peer up: %s at %s", link.name or link.node_id.hex()[:8], link.address)
@@ -312,28 +315,29 @@ class Mesh:
     def broadcast(self, events: list[SignedEvent]) -> None:
         """Queue ``events`` for every up peer without waiting on any of them."""
         for link in self.up_links():
-            if link.outbox_send is None:
-                continue
-            try:
-                link.outbox_send.send_nowait(events)
-            except trio.WouldBlock:
+            if link.outbox_send is not None and not link.outbox_send.put_nowait(events):
                 # Never block the seller on a slow peer; anti-entropy heals it.
                 link.lagging = True
 
-    async def _sender(self, link: PeerLink,
-                      outbox: trio.MemoryReceiveChannel[list[SignedEvent]]) -> None:
-        async with outbox:
-            async for first in outbox:
-                batch = list(first)
-                while len(batch) < PUSH_BATCH_MAX:
-                    try:
-                        batch.extend(outbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                if link.state != UP:
-                    continue  # dropped; the peer syncs when it comes back
-                request = PushRequest(sender=self.node_id, events=batch)
-                await self.call(link, functools.partial(_push, request), PUSH_TIMEOUT)
+    async def _sender(self, link: PeerLink, outbox: Outbox) -> None:
+        """The task that pushes to ``link``: owned by the mesh, runs until cancelled."""
+        await self.bridge.to_trio(self._send_loop, link, outbox)
+
+    async def _send_loop(self, link: PeerLink, outbox: Outbox) -> None:
+        # Runs on the asyncio side, inside _sender. A failure marks the peer down,
+        # exactly as Mesh.call does; asyncio.timeout is the backstop of grpclib's
+        # own deadline, as trio.fail_after is there.
+        while True:
+            batch = await outbox.take(PUSH_BATCH_MAX)
+            if link.state != UP:
+                continue  # dropped; the peer syncs when it comes back
+            request = PushRequest(sender=self.node_id, events=batch)
+            try:
+                async with asyncio.timeout(PUSH_TIMEOUT + 1):
+                    await link.stub.push(request, timeout=PUSH_TIMEOUT)
+            except Exception as exc:
+                log.debug("push to %s failed", link.address, exc_info=True)
+                self.mark_down(link, exc)
 
     async def place_bid(self, seller: bytes, bid: SignedBid) -> PlaceBidReply | None:
         """Send a bid to the seller's node; None when the seller cannot be reached."""
@@ -359,8 +363,31 @@ class Mesh:
                 log.debug("goodbye to %s failed: %s", link.address, exc)
 
 
-async def _push(request: PushRequest, stub: PeerStub) -> PushReply:
-    return await stub.push(request, timeout=PUSH_TIMEOUT)
+class Outbox:
+    """One peer's pending batches: filled by ``broadcast`` (trio, never waits), drained
+    by that peer's send loop (asyncio). Bounded: a full outbox refuses the batch."""
+
+    def __init__(self, limit: int) -> None:
+        self._batches: deque[list[SignedEvent]] = deque()
+        self._limit = limit
+        self._wakeup = asyncio.Event()
+
+    def put_nowait(self, events: list[SignedEvent]) -> bool:
+        if len(self._batches) >= self._limit:
+            return False
+        self._batches.append(events)
+        self._wakeup.set()
+        return True
+
+    async def take(self, max_events: int) -> list[SignedEvent]:
+        """Everything queued (up to about ``max_events``), waiting for a first batch."""
+        while not self._batches:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._batches.popleft())
+        while self._batches and len(batch) < max_events:
+            batch.extend(self._batches.popleft())
+        return batch
 
 
 # The helpers below run on the asyncio side: the grpclib Channel behind

@@ -9,6 +9,7 @@ acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -333,12 +334,14 @@ class Node:
         return signed
 
     def _notify(self, note: LedgerNotification) -> None:
-        message = notification_message(note)
         if self._ready:
             # Before ready, the events being synced are summed up in the ready line
             # instead: a node joining a busy network would print its whole history.
-            self.output.notification(message)
-        self._send_watchers(message)
+            # The line shows the auction and its best bid only: rendering every bid
+            # (as a watcher's view has them) would cost O(bids) per line.
+            self.output.notification(notification_message(_latest_bid_only(note)))
+        if self._watchers:
+            self._send_watchers(notification_message(note))
 
     def _send_watchers(self, message: Notification) -> None:
         for send in list(self._watchers):
@@ -510,6 +513,15 @@ class Node:
         if auction is None:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
         return ControlReply(auction=auction_view(auction))
+
+
+def _latest_bid_only(note: LedgerNotification) -> LedgerNotification:
+    """``note`` with an auction snapshot that holds only its last (best) bid."""
+    at = note.at
+    if at.bid_count <= 1:
+        return note
+    live = dataclasses.replace(at.live, bids=at.live.bids[at.bid_count - 1:at.bid_count])
+    return dataclasses.replace(note, at=dataclasses.replace(at, live=live, bid_count=1))
 
 
 def _link_detail(link: PeerLink) -> str:
