@@ -9,7 +9,7 @@ from typing import Any
 
 # Leaves whose key mentions one of these are headline figures; the rest (sample
 # counts, windows, raw lists) stay in the JSON file.
-_HEADLINE = ("ratio", "per_s", "p50", "p99", "max_ms", "goal", "rss", "_s", "seconds")
+_HEADLINE = ("ratio", "per_s", "rps", "p50", "p99", "max_ms", "goal", "rss", "_s", "seconds")
 _SKIP = ("window_s", "generate_s", "latency_p50", "drain_s")
 
 
@@ -17,6 +17,9 @@ def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
     if isinstance(node, dict):
         for key, value in node.items():
             yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, f"{path}[{index}]")
     elif isinstance(node, (int, float, bool)) or node is None:
         yield path, node
 
