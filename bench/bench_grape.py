@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench._harness import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 6
 ROUND_SECONDS = 0.5
@@ -34,13 +36,6 @@ WARMUP_SECONDS = 0.5
 CLIENTS = 32
 NAME = "bench-service"
 LOOKUP_ANSWER = b'["127.0.0.1:5001"]'
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _grape_bin() -> str | None:
@@ -141,8 +136,8 @@ def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
 
 
 def _start(argv0: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    dht_port = _free_port(socket.SOCK_DGRAM)
-    api_port = _free_port(socket.SOCK_STREAM)
+    dht_port = free_port(socket.SOCK_DGRAM)
+    api_port = free_port(socket.SOCK_STREAM)
     proc = subprocess.Popen([*argv0, "--dp", str(dht_port), "--aph", str(api_port),
                              "--bn", "", "-b", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -152,15 +147,6 @@ def _start(argv0: list[str]) -> tuple[subprocess.Popen[bytes], int]:
         s.sendall(_request(body).replace(b"/lookup", b"/announce"))
         _read_response(s, bytearray())
     return proc, api_port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _measure_all(ports: dict[str, int]) -> dict[str, dict[str, object]]:
@@ -219,7 +205,7 @@ def run() -> dict[str, object]:
         measured = _measure_all(ports)
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
     ratio = measured.pop("ratio")
     return {
         "rounds": ROUNDS,
