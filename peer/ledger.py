@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from peer.gen.auction.v1 import (
     Accept,
@@ -81,6 +81,7 @@ __all__ = [
     "Opened",
     "Rejection",
     "Signer",
+    "best_bid_only",
     "format_amount",
     "make_signed_bid",
     "parse_amount",
@@ -271,6 +272,20 @@ class Closed:
 
 
 Notification = Opened | BidAccepted | Closed
+_NoteT = TypeVar("_NoteT", bound=Opened | BidAccepted | Closed)
+
+
+def best_bid_only(note: _NoteT) -> _NoteT:
+    """``note`` whose auction snapshot holds only its last (best) bid.
+
+    For one-line output: rendering every bid of a busy auction per notification
+    made each bid cost more as the auction grew.
+    """
+    at = note.at
+    if at.bid_count <= 1:
+        return note
+    live = replace(at.live, bids=at.live.bids[at.bid_count - 1:at.bid_count])
+    return replace(note, at=replace(at, live=live, bid_count=1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,6 @@ class PeerLink:
     lagging: bool = False
     channel: Channel | None = None
     outbox_send: Outbox | None = None  # the name tests know; the trio channel it once was
-    cancel_scope: trio.CancelScope | None = None
     last_error: str = ""
 
     closed: bool = False

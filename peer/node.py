@@ -9,7 +9,6 @@ acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import os
@@ -35,7 +34,6 @@ from peer.gen.auction.v1 import (
     Close,
     CloseRequest,
     ControlReply,
-    Event,
     Goodbye,
     Head,
     HelloReply,
@@ -67,6 +65,7 @@ from peer.ledger import (
     Ledger,
     LoggedEvent,
     Rejection,
+    best_bid_only,
     make_signed_bid,
     sign_event,
 )
@@ -315,7 +314,7 @@ class Node:
         ])
 
     async def _author(self, *, open: Open | None = None, accept: Accept | None = None,
-                      close: Close | None = None) -> SignedEvent:
+                      close: Close | None = None) -> LoggedEvent:
         """Create, sign, apply and persist one event of our own log, then push it."""
         assert self.identity is not None
         event = self.ledger.next_event(self.identity.node_id, self.config.name, _now_ms(),
@@ -331,7 +330,8 @@ class Node:
             self.mesh.broadcast([e.signed for e in result.applied])
         for note in result.notifications:
             self._notify(note)
-        return signed
+        # Our next seq never waits behind a gap: the one applied event is this one.
+        return result.applied[0]
 
     def _notify(self, note: LedgerNotification) -> None:
         if self._ready:
@@ -339,7 +339,7 @@ class Node:
             # instead: a node joining a busy network would print its whole history.
             # The line shows the auction and its best bid only: rendering every bid
             # (as a watcher's view has them) would cost O(bids) per line.
-            self.output.notification(notification_message(_latest_bid_only(note)))
+            self.output.notification(notification_message(best_bid_only(note)))
         if self._watchers:
             self._send_watchers(notification_message(note))
 
@@ -389,7 +389,7 @@ class Node:
         if rejection is not None:
             return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
                                                        reason=rejection.reason))
-        signed = await self._author(accept=Accept(bid=bid))
+        signed = (await self._author(accept=Accept(bid=bid))).signed
         return PlaceBidReply(accepted=signed)
 
     async def on_push(self, request: PushRequest) -> PushReply:
@@ -436,12 +436,10 @@ class Node:
         rejection = self.ledger.check_open(item, request.start_amount, currency)
         if rejection is not None:
             return _rejected(rejection)
-        signed = await self._author(open=Open(item=item,
+        opened = await self._author(open=Open(item=item,
                                               start_amount=request.start_amount,
                                               currency=currency))
-        assert self.identity is not None
-        opened = Event.parse(signed.event)
-        return self._view_reply(AuctionKey(self.identity.node_id, opened.seq))
+        return self._view_reply(AuctionKey(opened.author, opened.seq))
 
     async def control_bid(self, request: BidRequest) -> ControlReply:
         assert self.identity is not None and self.mesh is not None
@@ -513,15 +511,6 @@ class Node:
         if auction is None:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
         return ControlReply(auction=auction_view(auction))
-
-
-def _latest_bid_only(note: LedgerNotification) -> LedgerNotification:
-    """``note`` with an auction snapshot that holds only its last (best) bid."""
-    at = note.at
-    if at.bid_count <= 1:
-        return note
-    live = dataclasses.replace(at.live, bids=at.live.bids[at.bid_count - 1:at.bid_count])
-    return dataclasses.replace(note, at=dataclasses.replace(at, live=live, bid_count=1))
 
 
 def _link_detail(link: PeerLink) -> str:
