@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy peer grape_client localgrape bench
+	$(BIN)/mypy peer grape_client localgrape bench devsupport
 
 check: lint typecheck test
 

@@ -20,7 +20,6 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from devsupport.grape import NPM_GRAPE, grape_answers
+from devsupport.ports import free_port, free_tcp_udp_port
 from peer.control_client import call
 from peer.gen.auction.v1 import ControlStub, StatusReply, StatusRequest
 
@@ -49,25 +50,6 @@ FAST_ENV = {
     "AUCTION_PEER_ANTI_ENTROPY_INTERVAL": "3.0",
 }
 READY_TIMEOUT = 120.0
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_tcp_udp_port() -> int:
-    for _ in range(100):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("0.0.0.0", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
 
 
 def percentiles(values: Sequence[float], scale: float = 1000.0) -> dict[str, float | int]:
@@ -264,7 +246,7 @@ class Cluster:
         api = free_port()
         dht = free_tcp_udp_port()
         if os.environ.get("BENCH_GRAPE") == "real":
-            grape = str(ROOT / "node_modules" / ".bin" / "grape")
+            grape = str(NPM_GRAPE)
             argv = [grape, "--dp", str(dht), "--aph", str(api), "--bn", "", "-b", "127.0.0.1"]
         else:
             argv = [PYTHON, "-m", "localgrape", "--dp", str(dht), "--aph", str(api),
@@ -277,11 +259,9 @@ class Cluster:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"grape exited early: {argv}")
-            try:
-                httpx.post(f"{url}/lookup", json={"data": "probe"}, timeout=1.0)
+            if grape_answers(url):
                 return url
-            except httpx.HTTPError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         raise RuntimeError("grape did not answer in 20 s")
 
     def announce(self, service: str, port: int) -> None:

@@ -17,35 +17,23 @@ alternate between the two grapes.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from bench._harness import free_port, stop_process
+from bench._harness import stop_process
+from devsupport.grape import grape_bin
+from devsupport.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 6
 ROUND_SECONDS = 0.5
 WARMUP_SECONDS = 0.5
 CLIENTS = 32
 NAME = "bench-service"
 LOOKUP_ANSWER = b'["127.0.0.1:5001"]'
-
-
-def _grape_bin() -> str | None:
-    explicit = os.environ.get("GRAPE_BIN")
-    if explicit:
-        return explicit
-    local = ROOT / "node_modules" / ".bin" / "grape"
-    if local.exists() and shutil.which("node"):
-        return str(local)
-    return None
 
 
 def _request(body: bytes) -> bytes:
@@ -192,9 +180,9 @@ def _measure_all(ports: dict[str, int]) -> dict[str, dict[str, object]]:
 def run() -> dict[str, object]:
     """Measure both grapes; the real one's figures are None when it is absent."""
     argv0s = {"localgrape": [sys.executable, "-m", "localgrape"]}
-    grape_bin = _grape_bin()
-    if grape_bin:
-        argv0s["grape"] = [grape_bin]
+    found = grape_bin()
+    if found:
+        argv0s["grape"] = [found]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         ports = {}

@@ -39,13 +39,13 @@ from bench._harness import (
     ROOT,
     Cluster,
     NodeProc,
-    free_port,
     log,
     percentiles,
     read_json_line,
     run_helpers,
     stop_process,
 )
+from devsupport.ports import free_port
 from peer.gen.auction.v1 import ControlReply, ControlStub, OpenRequest
 
 CONCURRENCY = (1, 16, 64)

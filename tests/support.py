@@ -1,42 +1,50 @@
-"""Helpers shared by the test suites: free ports, waiting on conditions, real grapes."""
+"""Helpers shared by the test suites: free ports, waiting on conditions, real grapes.
+
+The port and grape lookups themselves live in :mod:`devsupport`, shared with the
+benchmarks; this module adds what needs pytest (skip, fail) and the test fakes.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
+import random
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import httpx
 import pytest
+import trio
+
+from devsupport.grape import grape_answers, grape_bin
+from devsupport.ports import free_port, free_tcp_udp_port
+
+__all__ = [
+    "BASE",
+    "ROOT",
+    "Address",
+    "FakeEndpoint",
+    "FakeNet",
+    "GrapeProc",
+    "addr",
+    "free_port",
+    "free_tcp_udp_port",
+    "grape_answers",
+    "grape_bin",
+    "grape_post",
+    "require_grape",
+    "running",
+    "running_grapes",
+    "unique",
+    "wait_until",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port that is free right now on 127.0.0.1 for ``kind`` (TCP or UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_tcp_udp_port() -> int:
-    """A port free for both TCP and UDP (grape binds UDP on --dp, HTTP on --aph)."""
-    for _ in range(100):
-        port = free_port(socket.SOCK_STREAM)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("0.0.0.0", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
@@ -46,17 +54,6 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.02)
-
-
-def grape_bin() -> str | None:
-    """The real grenache-grape executable, or None when Node or the package is absent."""
-    explicit = os.environ.get("GRAPE_BIN")
-    if explicit:
-        return explicit
-    local = ROOT / "node_modules" / ".bin" / "grape"
-    if local.exists() and shutil.which("node"):
-        return str(local)
-    return None
 
 
 def require_grape() -> str:
@@ -83,14 +80,6 @@ class GrapeProc:
         return f"http://127.0.0.1:{self.api_port}"
 
 
-def _api_answers(port: int) -> bool:
-    try:
-        httpx.post(f"http://127.0.0.1:{port}/lookup", json={"data": "probe"}, timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return True
-
-
 @contextmanager
 def running_grapes(argv0: list[str], count: int = 2, extra: list[str] | None = None,
                    bind: str | None = "127.0.0.1") -> Iterator[list[GrapeProc]]:
@@ -113,7 +102,7 @@ def running_grapes(argv0: list[str], count: int = 2, extra: list[str] | None = N
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             procs.append(GrapeProc(dht_ports[i], api_ports[i], proc))
         for g in procs:
-            wait_until(lambda g=g: _api_answers(g.api_port) or g.proc.poll() is not None,
+            wait_until(lambda g=g: grape_answers(g.url) or g.proc.poll() is not None,
                        timeout=20, what=f"grape on {g.api_port}")
             if g.proc.poll() is not None:
                 err = g.proc.stderr.read().decode() if g.proc.stderr else ""
@@ -130,3 +119,126 @@ def running_grapes(argv0: list[str], count: int = 2, extra: list[str] | None = N
                 g.proc.wait()
             if g.proc.stderr:
                 g.proc.stderr.close()
+
+
+
+async def grape_post(grape: GrapeProc, path: str, data: object, *,
+                     rid: str) -> httpx.Response:
+    """POST ``{"rid": rid, "data": data}`` to ``grape`` from a thread.
+
+    The thread lets the test's own trio tasks (a KRPC node the grape queries over
+    UDP) keep running while the HTTP call waits.
+    """
+    def post() -> httpx.Response:
+        return httpx.post(grape.url + path, json={"rid": rid, "data": data}, timeout=10)
+    return await trio.to_thread.run_sync(post)
+
+
+def unique(prefix: str) -> str:
+    """A service name no earlier test run used (real grapes keep announces for a while)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+# ------------------------------------------------------------------ KRPC fakes (trio)
+
+Address = tuple[str, int]
+# Ports of the fake network's nodes: node ``i`` is at ``addr(i)``.
+BASE = 7100
+
+
+def addr(i: int) -> Address:
+    """The fake network address of node ``i``."""
+    return ("127.0.0.1", BASE + i)
+
+
+class FakeNet:
+    """An in-memory UDP network on 127.0.0.1. An address with no endpoint is a dead host.
+
+    Lossless and instant by default. Given ``rng`` it drops, duplicates and delays
+    datagrams (a terrible network); the deliveries then run in ``nursery``, which
+    the test sets before anything is sent.
+    """
+
+    def __init__(self, rng: random.Random | None = None, *, drop: float = 0.0,
+                 duplicate: float = 0.0, max_delay: float = 0.0) -> None:
+        self.rng = rng
+        self.drop, self.duplicate, self.max_delay = drop, duplicate, max_delay
+        self.endpoints: dict[Address, trio.MemorySendChannel[tuple[bytes, Address]]] = {}
+        self.nursery: trio.Nursery | None = None
+
+    def endpoint(self, port: int) -> FakeEndpoint:
+        send, receive = trio.open_memory_channel[tuple[bytes, Address]](10_000)
+        address = ("127.0.0.1", port)
+        assert address not in self.endpoints, "address in use"
+        self.endpoints[address] = send
+        return FakeEndpoint(self, address, receive)
+
+    def route(self, data: bytes, src: Address, dst: Address) -> None:
+        if self.rng is None:
+            self._deliver_now(data, src, dst)
+            return
+        assert self.nursery is not None
+        if self.rng.random() < self.drop:
+            return
+        copies = 2 if self.rng.random() < self.duplicate else 1
+        for _ in range(copies):
+            self.nursery.start_soon(self._deliver, data, src, dst,
+                                    self.rng.random() * self.max_delay)
+
+    async def _deliver(self, data: bytes, src: Address, dst: Address, delay: float) -> None:
+        await trio.sleep(delay)
+        self._deliver_now(data, src, dst)
+
+    def _deliver_now(self, data: bytes, src: Address, dst: Address) -> None:
+        channel = self.endpoints.get(dst)
+        if channel is not None:
+            channel.send_nowait((data, src))
+
+
+class FakeEndpoint:
+    """A :class:`~localgrape.krpc.DatagramTransport` on a :class:`FakeNet`."""
+
+    def __init__(self, net: FakeNet, address: Address,
+                 receive: trio.MemoryReceiveChannel[tuple[bytes, Address]]) -> None:
+        self.net, self._address, self._receive = net, address, receive
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    async def send(self, data: bytes, address: Address) -> None:
+        self.net.route(data, self._address, address)
+
+    async def receive(self, max_size: int) -> tuple[bytes, Address]:
+        data, source = await self._receive.receive()
+        return data[:max_size], source
+
+    def close(self) -> None:
+        if self.net.endpoints.get(self._address) is not None:
+            del self.net.endpoints[self._address]
+        self._receive.close()
+
+
+class Runnable(Protocol):
+    async def run(self, *, task_status: trio.TaskStatus[Address]) -> None: ...
+
+
+RunnableT = TypeVar("RunnableT", bound=Runnable)
+
+
+@asynccontextmanager
+async def running(nursery: trio.Nursery, service: RunnableT) -> AsyncIterator[RunnableT]:
+    """Run ``service`` (a Dht, a NetworkDht) in its own cancel scope until the block ends.
+
+    Leaving the block kills it, so a test can make a peer die mid-test.
+    """
+    scope = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[Address]) -> None:
+        with scope:
+            await service.run(task_status=task_status)
+
+    await nursery.start(run)
+    try:
+        yield service
+    finally:
+        scope.cancel()

@@ -10,7 +10,6 @@ thread so that our node keeps answering the grape's UDP queries meanwhile.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,7 +18,15 @@ import pytest
 import trio
 
 from localgrape.krpc import NO_NODES_TO_QUERY, Dht, immutable_target
-from tests.support import GrapeProc, require_grape, running_grapes, wait_until
+from tests.support import (
+    GrapeProc,
+    grape_answers,
+    grape_post,
+    require_grape,
+    running_grapes,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -43,13 +50,7 @@ async def dht(grape: GrapeProc) -> AsyncIterator[Dht]:
 
 
 async def http(grape: GrapeProc, path: str, data: Any) -> httpx.Response:
-    def post() -> httpx.Response:
-        return httpx.post(grape.url + path, json={"rid": "mixed", "data": data}, timeout=10)
-    return await trio.to_thread.run_sync(post)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return await grape_post(grape, path, data, rid="mixed")
 
 
 async def test_our_announce_is_seen_by_grape_lookup(grape: GrapeProc, dht: Dht) -> None:
@@ -120,7 +121,7 @@ async def test_grape_restart_costs_one_timeout_and_is_found_again(grape: GrapePr
         # Same ports, new DHT id; running_grapes terminates it at the end.
         grape.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
-        wait_until(lambda: _answers(grape), timeout=20, what="restarted grape")
+        wait_until(lambda: grape_answers(grape.url), timeout=20, what="restarted grape")
 
     await trio.to_thread.run_sync(restart)
     # The restarted grape knows nobody: only our background retry of the
@@ -133,11 +134,3 @@ async def test_grape_restart_costs_one_timeout_and_is_found_again(grape: GrapePr
             await trio.sleep(0.1)
         assert await dht.announce(name.encode(), 5303) == 1
     assert (await http(grape, "/lookup", name)).json() == ["127.0.0.1:5303"]
-
-
-def _answers(grape: GrapeProc) -> bool:
-    try:
-        httpx.post(grape.url + "/lookup", json={"data": "probe"}, timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return True

@@ -9,7 +9,6 @@ keeps answering the grapes' UDP queries meanwhile.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from localgrape.krpc import (
     immutable_target,
     sign_mutable,
 )
-from tests.support import GrapeProc, require_grape, running_grapes
+from tests.support import GrapeProc, grape_post, require_grape, running_grapes, unique
 
 pytestmark = pytest.mark.interop
 
@@ -45,17 +44,11 @@ async def node() -> AsyncIterator[KrpcNode]:
 
 
 async def http(grape: GrapeProc, path: str, data: Any) -> httpx.Response:
-    def post() -> httpx.Response:
-        return httpx.post(grape.url + path, json={"rid": "krpc-test", "data": data}, timeout=10)
-    return await trio.to_thread.run_sync(post)
+    return await grape_post(grape, path, data, rid="krpc-test")
 
 
 def dht(grape: GrapeProc) -> tuple[str, int]:
     return ("127.0.0.1", grape.dht_port)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 async def test_ping_real_grape(grapes: list[GrapeProc], node: KrpcNode) -> None:

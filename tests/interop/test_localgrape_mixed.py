@@ -9,7 +9,6 @@ API sees it at once, and announce counts are those of a two-node network (1).
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,19 +17,18 @@ import trio
 import trio.testing
 
 from localgrape import BoundGrape, GrapeConfig, serve
-from tests.support import free_port, free_tcp_udp_port, require_grape, wait_until
+from tests.support import (
+    free_port,
+    free_tcp_udp_port,
+    grape_answers,
+    require_grape,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.interop
 
 DEADLINE = 20.0
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.post(url + "/lookup", json={"data": "probe"}, timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -46,7 +44,7 @@ async def mixed() -> AsyncIterator[tuple[BoundGrape, str, httpx.AsyncClient]]:
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
             await trio.to_thread.run_sync(
-                lambda: wait_until(lambda: _answers(url) or proc.poll() is not None,
+                lambda: wait_until(lambda: grape_answers(url) or proc.poll() is not None,
                                    timeout=20, what="real grape"))
             assert proc.poll() is None, "the real grape exited"
             assert local.dht is not None
@@ -66,10 +64,6 @@ async def post(client: httpx.AsyncClient, url: str, path: str, data: object) -> 
     r = await client.post(url + path, json={"rid": "mixed", "data": data})
     assert r.status_code == 200, r.text
     return r.json() if r.content else None
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 async def test_announce_on_either_lookup_on_the_other(

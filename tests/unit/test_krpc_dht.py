@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -20,30 +19,7 @@ from localgrape.krpc import (
     mutable_target,
     sign_mutable,
 )
-from tests.unit.test_krpc_traversal import FakeNet
-
-Address = tuple[str, int]
-BASE = 7100
-
-
-def addr(i: int) -> Address:
-    return ("127.0.0.1", BASE + i)
-
-
-@asynccontextmanager
-async def running(nursery: trio.Nursery, dht: Dht) -> AsyncIterator[Dht]:
-    """Run ``dht`` in its own cancel scope so a test can kill it (a dead peer)."""
-    scope = trio.CancelScope()
-
-    async def run(task_status: trio.TaskStatus[Address]) -> None:
-        with scope:
-            await dht.run(task_status=task_status)
-
-    await nursery.start(run)
-    try:
-        yield dht
-    finally:
-        scope.cancel()
+from tests.support import BASE, FakeNet, addr, running
 
 
 def fake_dht(net: FakeNet, i: int, bootstrap: Sequence[int] = (), **kw: object) -> Dht:

@@ -36,8 +36,8 @@ from localgrape.krpc import (
     mutable_target,
     sign_mutable,
 )
+from tests.support import Address, FakeNet
 
-Address = tuple[str, int]
 T = TypeVar("T")
 SRC: Address = ("127.0.0.1", 40000)
 PEER_ID = b"\x11" * 20
@@ -224,58 +224,6 @@ async def test_query_times_out_and_evicts(autojump_clock: trio.testing.MockClock
 # ------------------------------------------------------------------ lossy fake network
 
 
-class FakeNetwork:
-    """A UDP router that drops, duplicates and delays datagrams (random.Random(0))."""
-
-    def __init__(self, rng: random.Random, *, drop: float, duplicate: float,
-                 max_delay: float) -> None:
-        self.rng = rng
-        self.drop, self.duplicate, self.max_delay = drop, duplicate, max_delay
-        self.endpoints: dict[Address, trio.MemorySendChannel[tuple[bytes, Address]]] = {}
-        self.nursery: trio.Nursery | None = None
-
-    def endpoint(self, port: int) -> FakeEndpoint:
-        send, receive = trio.open_memory_channel[tuple[bytes, Address]](1000)
-        address = ("127.0.0.1", port)
-        self.endpoints[address] = send
-        return FakeEndpoint(self, address, receive)
-
-    def route(self, data: bytes, src: Address, dst: Address) -> None:
-        assert self.nursery is not None
-        if self.rng.random() < self.drop:
-            return
-        copies = 2 if self.rng.random() < self.duplicate else 1
-        for _ in range(copies):
-            self.nursery.start_soon(self._deliver, data, src, dst,
-                                    self.rng.random() * self.max_delay)
-
-    async def _deliver(self, data: bytes, src: Address, dst: Address, delay: float) -> None:
-        await trio.sleep(delay)
-        channel = self.endpoints.get(dst)
-        if channel is not None:
-            channel.send_nowait((data, src))
-
-
-class FakeEndpoint:
-    def __init__(self, net: FakeNetwork, address: Address,
-                 receive: trio.MemoryReceiveChannel[tuple[bytes, Address]]) -> None:
-        self.net, self._address, self._receive = net, address, receive
-
-    @property
-    def local_address(self) -> Address:
-        return self._address
-
-    async def send(self, data: bytes, address: Address) -> None:
-        self.net.route(data, self._address, address)
-
-    async def receive(self, max_size: int) -> tuple[bytes, Address]:
-        data, src = await self._receive.receive()
-        return data[:max_size], src
-
-    def close(self) -> None:
-        self._receive.close()
-
-
 async def retry(op: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
     """Repeat ``op`` on timeouts: the network loses 30% of datagrams."""
     for _ in range(attempts):
@@ -288,7 +236,7 @@ async def retry(op: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
 
 async def test_announce_and_lookup_over_terrible_network(
         autojump_clock: trio.testing.MockClock) -> None:
-    net = FakeNetwork(random.Random(0), drop=0.3, duplicate=0.3, max_delay=1.5)
+    net = FakeNet(random.Random(0), drop=0.3, duplicate=0.3, max_delay=1.5)
     nodes = [KrpcNode(store=KrpcStore()) for _ in range(4)]
     async with trio.open_nursery() as nursery:
         net.nursery = nursery

@@ -18,50 +18,10 @@ from localgrape.krpc import (
     distance_key,
     run_traversal,
 )
+from tests.support import Address, FakeNet
 
-Address = tuple[str, int]
 LOCAL = b"\x00" * 20
 TARGET = b"\xf0" + b"\x00" * 19
-
-
-class FakeNet:
-    """A lossless in-memory UDP network. An address with no endpoint is a dead host."""
-
-    def __init__(self) -> None:
-        self.endpoints: dict[Address, trio.MemorySendChannel[tuple[bytes, Address]]] = {}
-
-    def endpoint(self, port: int) -> FakeEndpoint:
-        send, receive = trio.open_memory_channel[tuple[bytes, Address]](10_000)
-        address = ("127.0.0.1", port)
-        assert address not in self.endpoints, "address in use"
-        self.endpoints[address] = send
-        return FakeEndpoint(self, address, receive)
-
-
-class FakeEndpoint:
-    """A :class:`~localgrape.krpc.DatagramTransport` on a :class:`FakeNet`."""
-
-    def __init__(self, net: FakeNet, address: Address,
-                 receive: trio.MemoryReceiveChannel[tuple[bytes, Address]]) -> None:
-        self.net, self._address, self._receive = net, address, receive
-
-    @property
-    def local_address(self) -> Address:
-        return self._address
-
-    async def send(self, data: bytes, address: Address) -> None:
-        channel = self.net.endpoints.get(address)
-        if channel is not None:
-            channel.send_nowait((data, self._address))
-
-    async def receive(self, max_size: int) -> tuple[bytes, Address]:
-        data, source = await self._receive.receive()
-        return data[:max_size], source
-
-    def close(self) -> None:
-        if self.net.endpoints.get(self._address) is not None:
-            del self.net.endpoints[self._address]
-        self._receive.close()
 
 
 def node(i: int, port: int | None = None) -> NodeInfo:

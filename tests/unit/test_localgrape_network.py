@@ -28,14 +28,7 @@ from localgrape._store import (
     StoredValue,
 )
 from localgrape.krpc import BValue, DropReason, GetPeers, PutItem, QueryMessage, encode
-from tests.unit.test_krpc_traversal import FakeNet
-
-Address = tuple[str, int]
-BASE = 7300
-
-
-def addr(i: int) -> Address:
-    return ("127.0.0.1", BASE + i)
+from tests.support import BASE, FakeNet, addr, running
 
 
 @asynccontextmanager
@@ -44,17 +37,8 @@ async def grape(nursery: trio.Nursery, net: FakeNet, i: int, bootstrap: Sequence
     """A NetworkDht on ``net`` in its own cancel scope (cancelling it kills the node)."""
     dht = NetworkDht(bind="127.0.0.1", bootstrap=[addr(j) for j in bootstrap],
                      transport=net.endpoint(BASE + i), **kw)  # type: ignore[arg-type]
-    scope = trio.CancelScope()
-
-    async def run(task_status: trio.TaskStatus[Address]) -> None:
-        with scope:
-            await dht.run(task_status=task_status)
-
-    await nursery.start(run)
-    try:
+    async with running(nursery, dht):
         yield dht
-    finally:
-        scope.cancel()
 
 
 async def http(dht: NetworkDht, path: str, data: object) -> Response:
