@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import trio
-from grpclib.server import Server
 
 from peer import aio
 from peer.codec import LimitedCodec
@@ -40,6 +39,7 @@ from peer.gen.auction.v1 import (
 from peer.identity import Identity
 from peer.ledger import AuctionKey, make_signed_bid, sign_event
 from peer.rpc import PeerService
+from peer.server import Server
 
 
 def sample_reply() -> PlaceBidReply:
@@ -86,9 +86,7 @@ async def main(args: dict[str, Any]) -> None:
         server = Server([PeerService(node)], codec=LimitedCodec())
         await aio.start_server(server, host="127.0.0.1", port=int(args.get("port", 0)))
         try:
-            inner: Any = server._server
-            port = inner.sockets[0].getsockname()[1]
-            print(json.dumps({"port": port, "reply_bytes": len(bytes(node.reply))}),
+            print(json.dumps({"port": server.port, "reply_bytes": len(bytes(node.reply))}),
                   flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -178,8 +179,10 @@ def measure_propagation(cluster: Cluster, nodes: Sequence[NodeProc], rate: float
     count = int(rate * seconds)
     args = _loadgen_args(seller.address, auctions, 1, mode="paced", rate=rate, count=count,
                          first_amount=1)
+    cpu_before = nodes_cpu_s(nodes)
     outs = run_helpers("_loadgen", args)
     cluster.wait_heads(others, seller.node_id, seller_head(seller))
+    cpu_used = nodes_cpu_s(nodes) - cpu_before
     time.sleep(0.05)  # the last lines are printed after the store commit
     accepted_at: dict[tuple[str, str], float] = {}
     seen: dict[tuple[str, str], dict[int, float]] = {}
@@ -208,7 +211,23 @@ def measure_propagation(cluster: Cluster, nodes: Sequence[NodeProc], rate: float
             "incomplete": incomplete,
             "achieved_rate": round(sent / max(float(o["window_s"]) for o in outs), 1),
             "every_peer": percentiles(every), "per_peer": percentiles(per_peer),
-            "bid_call": outs[0]["latency"]}
+            "bid_call": outs[0]["latency"],
+            "cluster_cpu_ms_per_bid": round(cpu_used * 1000 / max(sent, 1), 2)}
+
+
+def nodes_cpu_s(nodes: Sequence[NodeProc]) -> float:
+    """CPU seconds (user + system) the node processes have used so far.
+
+    Unlike latency, this hardly moves when other work shares the machine: it is the
+    figure to compare changes by on a busy box.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for node in nodes:
+        with open(f"/proc/{node.proc.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def propagation(sizes: Sequence[int] = PROPAGATION_NODES, rate: float = RATE,

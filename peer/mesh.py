@@ -5,6 +5,13 @@ Addresses come from Grape; a peer is known by the node id it gives in
 task, so a slow or dead peer never holds up fan-out to the live ones
 (DESIGN.md section 6). A failed call marks the peer down; it is skipped until
 a jittered exponential backoff expires and a ``Hello`` probe succeeds again.
+
+Pushes to a peer travel over one long-lived ``PushStream`` (one message and one
+reply per batch, one batch in flight), not a unary ``Push`` each: a new HTTP/2
+stream per batch, with its headers and trailers, cost more CPU on both sides than
+the events it carried. The stream fails as a ``Push`` would (error, closed
+connection, no reply within ``PUSH_TIMEOUT``): the peer is marked down, and the
+next batch after it is up again opens a new stream.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Protocol, TypeVar
 
 import trio
 from grpclib.client import Channel
+from grpclib.const import Cardinality
 
 from peer import aio
 from peer.backoff import Backoff
@@ -33,6 +41,7 @@ from peer.gen.auction.v1 import (
     LeaveRequest,
     PeerStub,
     PlaceBidReply,
+    PushReply,
     PushRequest,
     SignedBid,
     SignedEvent,
@@ -56,6 +65,7 @@ PUSH_TIMEOUT = 5.0
 BID_TIMEOUT = 10.0
 LEAVE_TIMEOUT = 1.0
 PUSH_BATCH_MAX = 512
+PUSH_STREAM = "/auction.v1.Peer/PushStream"
 
 _KEEP_CLOSED_CHANNELS = 8
 
@@ -86,19 +96,24 @@ class PeerLink:
     channel: Channel | None = None
     outbox_send: Outbox | None = None  # the name tests know; the trio channel it once was
     last_error: str = ""
+    push_streams: int = 0  # PushStreams opened to this peer: one per connection, ideally
 
     closed: bool = False
     opened: list[Channel] = field(default_factory=list)
 
     @property
     def stub(self) -> PeerStub:
+        return PeerStub(self.open_channel())
+
+    def open_channel(self) -> Channel:
+        """The current channel to the peer, created on first use (asyncio side)."""
         if self.closed:
             raise trio.ClosedResourceError("the mesh is shut down")
         if self.channel is None:
             host, _, port = self.address.rpartition(":")
             self.channel = Channel(host, int(port), codec=LimitedCodec())
             self.opened.append(self.channel)
-        return PeerStub(self.channel)
+        return self.channel
 
     def close_channel(self) -> None:
         # Every channel ever opened, not only the current one: grpclib finishes
@@ -324,19 +339,52 @@ class Mesh:
 
     async def _send_loop(self, link: PeerLink, outbox: Outbox) -> None:
         # Runs on the asyncio side, inside _sender. A failure marks the peer down,
-        # exactly as Mesh.call does; asyncio.timeout is the backstop of grpclib's
-        # own deadline, as trio.fail_after is there.
+        # exactly as Mesh.call does.
+        batch: list[SignedEvent] = []
         while True:
-            batch = await outbox.take(PUSH_BATCH_MAX)
+            if not batch:
+                batch = await outbox.take(PUSH_BATCH_MAX)
             if link.state != UP:
-                continue  # dropped; the peer syncs when it comes back
-            request = PushRequest(sender=self.node_id, events=batch)
+                batch = []  # dropped; the peer syncs when it comes back
+                continue
             try:
-                async with asyncio.timeout(PUSH_TIMEOUT + 1):
-                    await link.stub.push(request, timeout=PUSH_TIMEOUT)
+                batch = await self._push_stream(link, outbox, batch)
             except Exception as exc:
                 log.debug("push to %s failed", link.address, exc_info=True)
                 self.mark_down(link, exc)
+                batch = []
+
+    async def _push_stream(self, link: PeerLink, outbox: Outbox,
+                           batch: list[SignedEvent]) -> list[SignedEvent]:
+        """Send ``batch`` and every later one over one ``PushStream`` to ``link``.
+
+        Returns (with a batch taken but not sent) when the link is no longer up or
+        was reconnected meanwhile; raises on any failure of the stream. Each batch,
+        and opening the stream, must be answered within ``PUSH_TIMEOUT``; an idle
+        stream waits for the next batch without a deadline.
+        """
+        channel = link.open_channel()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + PUSH_TIMEOUT) as deadline:
+                async with channel.request(PUSH_STREAM, Cardinality.STREAM_STREAM,
+                                           PushRequest, PushReply) as stream:
+                    await stream.send_request()
+                    link.push_streams += 1
+                    while True:
+                        deadline.reschedule(loop.time() + PUSH_TIMEOUT)
+                        await stream.send_message(
+                            PushRequest(sender=self.node_id, events=batch))
+                        if await stream.recv_message() is None:
+                            raise ConnectionError("the peer ended the push stream")
+                        deadline.reschedule(None)
+                        batch = await outbox.take(PUSH_BATCH_MAX)
+                        if link.state != UP or link.channel is not channel:
+                            # Leaving with an exception resets the stream at once,
+                            # without waiting on a connection that may be gone.
+                            raise _Reopen
+        except _Reopen:
+            return batch
 
     async def place_bid(self, seller: bytes, bid: SignedBid) -> PlaceBidReply | None:
         """Send a bid to the seller's node; None when the seller cannot be reached."""
@@ -360,6 +408,10 @@ class Mesh:
                 await self.bridge.to_trio(_on_stub, link, functools.partial(_leave, request))
             except Exception as exc:
                 log.debug("goodbye to %s failed: %s", link.address, exc)
+
+
+class _Reopen(Exception):
+    """Internal: the push stream's link went down or got a new channel."""
 
 
 class Outbox:

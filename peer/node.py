@@ -8,7 +8,6 @@ acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
@@ -17,11 +16,9 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import trio
 from grpclib.health.service import Health
-from grpclib.server import Server
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, paths
@@ -73,6 +70,7 @@ from peer.mesh import Mesh, PeerLink
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
 from peer.rpc import BadInput, ControlService, PeerService
+from peer.server import Server
 from peer.store import EventStore, StoredEvent, StoreError
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view
@@ -174,7 +172,7 @@ class Node:
         async with GrapeClient(list(config.grape_urls)) as grape:
             await aio.start_server(peer_server, host=config.host, port=config.port)
             try:
-                self.port = _bound_port(peer_server)
+                self.port = peer_server.port
                 self._remove_stale_socket(socket_path)
                 # Only this user may drive the node: create the socket 0600 from the start.
                 old_umask = os.umask(0o177)
@@ -518,17 +516,6 @@ def _link_detail(link: PeerLink) -> str:
         wait = max(0.0, link.retry_at - trio.current_time())
         return f"down ({link.last_error}), retry in {wait:.1f}s"
     return "lagging" if link.lagging else link.state
-
-
-def _bound_port(server: Server) -> int:
-    # grpclib keeps the asyncio server private; its sockets are the only way to
-    # learn which port `--port 0` got.
-    inner = cast("asyncio.Server | None", server._server)
-    sockets = inner.sockets if inner is not None else ()
-    for sock in sockets:
-        port: int = sock.getsockname()[1]
-        return port
-    raise RuntimeError("peer server has no listening socket")
 
 
 # ====================================================================== entry point

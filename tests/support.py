@@ -23,6 +23,7 @@ import trio
 
 from devsupport.grape import grape_answers, grape_bin
 from devsupport.ports import free_port, free_tcp_udp_port
+from peer.mesh import Mesh
 
 __all__ = [
     "BASE",
@@ -54,6 +55,15 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.02)
+
+
+async def wait_mesh(mesh: Mesh, predicate: Callable[[], bool], what: str) -> None:
+    """Wait for ``predicate`` on every change of ``mesh``; fail after 10 s naming ``what``."""
+    with trio.move_on_after(10):
+        while not predicate():
+            await mesh.wait_changed()
+        return
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def require_grape() -> str:

@@ -39,7 +39,10 @@ def _grpc(port: int, request: object, method: str) -> object:
     async def main() -> object:
         channel = Channel("127.0.0.1", port)
         try:
-            return await getattr(PeerStub(channel), method)(request, timeout=10)
+            call = getattr(PeerStub(channel), method)
+            if method == "push_stream":
+                return [reply async for reply in call(request, timeout=10)]
+            return await call(request, timeout=10)
         finally:
             channel.close()
 
@@ -91,6 +94,14 @@ def test_garbage_forgeries_and_oversized_messages_are_refused(
 
         huge = PushRequest(sender=b"x", events=[SignedEvent(event=b"\x00" * (5 * 1024 * 1024))])
         assert _status_of(port, huge, "push") == Status.RESOURCE_EXHAUSTED
+
+        # The same over the long-lived PushStream peers use: an empty batch is answered,
+        # then the bad one ends the stream with the same status.
+        for bad in (forged, altered, garbage):
+            batches = [PushRequest(sender=mallory.node_id, events=[]),
+                       PushRequest(sender=mallory.node_id, events=[bad])]
+            assert _status_of(port, batches, "push_stream") == Status.INVALID_ARGUMENT
+        assert _status_of(port, [huge], "push_stream") == Status.RESOURCE_EXHAUSTED
 
         # Still serving, nothing lost, nothing forged got in.
         hello = _grpc(port, HelloRequest(node_id=mallory.node_id, name="Mallory"), "hello")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -13,9 +12,10 @@ import localgrape
 from grape_client import GrapeClient
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import NotificationKind, OpenRequest
-from peer.mesh import DOWN, UP, Mesh
+from peer.mesh import DOWN, UP
 from peer.node import Node
 from peer.output import Output
+from tests.support import wait_mesh
 
 
 def _dead_port() -> int:
@@ -24,15 +24,6 @@ def _dead_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-async def _wait(mesh: Mesh, predicate: Callable[[], bool], what: str) -> None:
-    """Wait for ``predicate`` on every change of ``mesh``; fail after 10 s naming ``what``."""
-    with trio.move_on_after(10):
-        while not predicate():
-            await mesh.wait_changed()
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_dead_address_is_marked_down_once_skipped_and_reprobed(tmp_path: Path) -> None:
@@ -53,7 +44,7 @@ async def test_dead_address_is_marked_down_once_skipped_and_reprobed(tmp_path: P
         seller, other = nodes
         assert seller.mesh is not None and other.mesh is not None
         mesh = seller.mesh
-        await _wait(mesh, lambda: mesh.statistics().up == 1 and dead in mesh.links
+        await wait_mesh(mesh, lambda: mesh.statistics().up == 1 and dead in mesh.links
                     and mesh.links[dead].state == DOWN,
                     "the live peer up and the dead address marked down")
         link = mesh.links[dead]
@@ -77,6 +68,6 @@ async def test_dead_address_is_marked_down_once_skipped_and_reprobed(tmp_path: P
         assert [lk.state for lk in mesh.links.values() if lk is not link] == [UP]
 
         # Re-probed in the background, with a growing delay.
-        await _wait(mesh, lambda: link.backoff.failures >= 2, "a background re-probe")
+        await wait_mesh(mesh, lambda: link.backoff.failures >= 2, "a background re-probe")
         assert link.state == DOWN
         nursery.cancel_scope.cancel()

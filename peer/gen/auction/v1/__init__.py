@@ -48,7 +48,7 @@ __all__ = (
     "WatchRequest",
 )
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -954,6 +954,30 @@ class PeerStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def push_stream(
+        self,
+        messages: "AsyncIterable[PushRequest] | Iterable[PushRequest]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[PushReply]":
+        """
+        The same pushes over one long-lived stream per peer: each request is one batch,
+        applied (and durable) before its reply, one reply per request, in order.
+        """
+
+        async for response in self._stream_stream(
+            "/auction.v1.Peer/PushStream",
+            messages,
+            PushRequest,
+            PushReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
     async def sync(
         self,
         message: "SyncRequest",
@@ -1133,6 +1157,17 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def push_stream(
+        self, messages: "AsyncIterator[PushRequest]"
+    ) -> "AsyncIterator[PushReply]":
+        """
+        The same pushes over one long-lived stream per peer: each request is one batch,
+        applied (and durable) before its reply, one reply per request, in order.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield PushReply()
+
     async def sync(self, message: "SyncRequest") -> "AsyncIterator[SyncReply]":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -1161,6 +1196,16 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
         assert request is not None
         response = await self.push(request)
         await stream.send_message(response)
+
+    async def __rpc_push_stream(
+        self, stream: "grpclib.server.Stream[PushRequest, PushReply]"
+    ) -> None:
+        request = stream.__aiter__()
+        await self._call_rpc_handler_server_stream(
+            self.push_stream,
+            stream,
+            request,
+        )
 
     async def __rpc_sync(self, stream: "grpclib.server.Stream[SyncRequest, SyncReply]") -> None:
         request = await stream.recv_message()
@@ -1194,6 +1239,12 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
             "/auction.v1.Peer/Push": grpclib.const.Handler(
                 self.__rpc_push,
                 grpclib.const.Cardinality.UNARY_UNARY,
+                PushRequest,
+                PushReply,
+            ),
+            "/auction.v1.Peer/PushStream": grpclib.const.Handler(
+                self.__rpc_push_stream,
+                grpclib.const.Cardinality.STREAM_STREAM,
                 PushRequest,
                 PushReply,
             ),
