@@ -1,10 +1,13 @@
-"""Fast protobuf encoding of the two hot envelopes: ``SyncReply`` and ``PushRequest``.
+"""Fast protobuf encoding of the hot messages: the two envelopes that carry events in
+bulk (``SyncReply``, ``PushRequest``) and the two a node signs (``Event``, ``Bid``).
 
-Both are little more than a list of ``SignedEvent{bytes event, bytes signature}``.
-betterproto2 spends about 34 µs decoding and 33 µs encoding each such event (pure
-Python, field by field), more than an Ed25519 verification; a sync of 100,000 events
-paid that twice. Here the same bytes are produced and read by slicing, and
-betterproto2 messages are only constructed (under 1 µs each).
+The envelopes are little more than a list of ``SignedEvent{bytes event, bytes
+signature}``. betterproto2 spends about 34 µs decoding and 33 µs encoding each such
+event (pure Python, field by field), more than an Ed25519 verification; a sync of
+100,000 events paid that twice. Here the same bytes are produced and read by slicing,
+and betterproto2 messages are only constructed (under 1 µs each). Serializing an
+``Event`` with an ``Accept`` inside cost betterproto2 about 0.2 ms, a third of a
+seller's own work per bid; :func:`encode_event` writes it in a few µs.
 
 The encoding is canonical protobuf, byte for byte what betterproto2 writes (tests
 check both directions). Decoding is strict about wire types and lengths and skips
@@ -16,13 +19,26 @@ from __future__ import annotations
 
 from typing import Final
 
-from peer.gen.auction.v1 import PushRequest, SignedEvent, SyncReply
+from peer.gen.auction.v1 import (
+    Accept,
+    AuctionId,
+    Bid,
+    Close,
+    Event,
+    Open,
+    PushRequest,
+    SignedBid,
+    SignedEvent,
+    SyncReply,
+)
 from peer.wire import WireError, read_varint
 
 __all__ = [
     "EnvelopeError",
     "decode_push",
     "decode_sync_reply",
+    "encode_bid",
+    "encode_event",
     "encode_push",
     "encode_sync_reply",
 ]
@@ -48,6 +64,93 @@ def _put_bytes(out: bytearray, tag: int, data: bytes) -> None:
         out.append(tag)
         _put_varint(out, len(data))
         out += data
+
+
+def _put_uint(out: bytearray, tag: int, value: int) -> None:
+    # uint64 / int64 (two's complement in ten bytes when negative), left out when 0.
+    if value:
+        if not -(1 << 63) <= value < (1 << 64):
+            raise ValueError(f"{value} does not fit in 64 bits")
+        out.append(tag)
+        _put_varint(out, value & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _put_text(out: bytearray, tag: int, text: str) -> None:
+    _put_bytes(out, tag, text.encode())
+
+
+def _put_message(out: bytearray, tag: int, body: bytes) -> None:
+    # A set message field is written even when empty (a oneof must say which).
+    out.append(tag)
+    _put_varint(out, len(body))
+    out += body
+
+
+def _auction_id(auction: AuctionId) -> bytes:
+    out = bytearray()
+    _put_bytes(out, 0x0A, auction.author)
+    _put_uint(out, 0x10, auction.seq)
+    return bytes(out)
+
+
+def _signed_bid(signed: SignedBid) -> bytes:
+    out = bytearray()
+    _put_bytes(out, 0x0A, signed.bid)
+    _put_bytes(out, 0x12, signed.signature)
+    return bytes(out)
+
+
+def _open(body: Open) -> bytes:
+    out = bytearray()
+    _put_text(out, 0x0A, body.item)
+    _put_text(out, 0x12, body.start_amount)
+    _put_text(out, 0x1A, body.currency)
+    return bytes(out)
+
+
+def _accept(body: Accept) -> bytes:
+    out = bytearray()
+    if body.bid is not None:
+        _put_message(out, 0x0A, _signed_bid(body.bid))
+    return bytes(out)
+
+
+def _close(body: Close) -> bytes:
+    out = bytearray()
+    if body.auction is not None:
+        _put_message(out, 0x0A, _auction_id(body.auction))
+    return bytes(out)
+
+
+def encode_event(event: Event) -> bytes:
+    """``bytes(event)``, fast: the bytes a node signs for each event of its log."""
+    out = bytearray()
+    _put_bytes(out, 0x0A, event.author)
+    _put_uint(out, 0x10, event.seq)
+    _put_bytes(out, 0x1A, event.prev)
+    _put_uint(out, 0x20, event.time_ms)
+    _put_text(out, 0x2A, event.author_name)
+    if event.open is not None:
+        _put_message(out, 0x52, _open(event.open))
+    elif event.accept is not None:
+        _put_message(out, 0x5A, _accept(event.accept))
+    elif event.close is not None:
+        _put_message(out, 0x62, _close(event.close))
+    return bytes(out)
+
+
+def encode_bid(bid: Bid) -> bytes:
+    """``bytes(bid)``, fast: the bytes a bidder signs."""
+    out = bytearray()
+    if bid.auction is not None:
+        _put_message(out, 0x0A, _auction_id(bid.auction))
+    _put_bytes(out, 0x12, bid.bidder)
+    _put_text(out, 0x1A, bid.bidder_name)
+    _put_text(out, 0x22, bid.amount)
+    _put_text(out, 0x2A, bid.currency)
+    _put_uint(out, 0x30, bid.nonce)
+    _put_uint(out, 0x38, bid.time_ms)
+    return bytes(out)
 
 
 def _signed_event_size(event: bytes, signature: bytes) -> int:

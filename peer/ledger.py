@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Final, Protocol, TypeVar
 
+from peer.envelopes import encode_bid, encode_event
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -836,14 +837,14 @@ def signatures_valid(signed: SignedEvent) -> bool:
 
 def sign_event(identity: Signer, event: Event) -> SignedEvent:
     """Serialize ``event`` once and sign those bytes with ``identity``."""
-    data = bytes(event)
+    data = encode_event(event)
     return SignedEvent(event=data, signature=identity.sign(data))
 
 
 def make_signed_bid(identity: Signer, key: AuctionKey, amount: str, currency: str, nonce: int,
                     time_ms: int) -> SignedBid:
     """A bid by ``identity`` on ``key``, signed by it (bidder and name from the identity)."""
-    data = bytes(Bid(auction=key.message(), bidder=identity.node_id,
-                     bidder_name=identity.name, amount=amount, currency=currency, nonce=nonce,
-                     time_ms=time_ms))
+    data = encode_bid(Bid(auction=key.message(), bidder=identity.node_id,
+                          bidder_name=identity.name, amount=amount, currency=currency,
+                          nonce=nonce, time_ms=time_ms))
     return SignedBid(bid=data, signature=identity.sign(data))

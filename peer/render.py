@@ -69,10 +69,11 @@ def auction_json(view: AuctionView, *, with_bids: bool = False) -> dict[str, Any
         "start_amount": view.start_amount,
         "currency": view.currency,
         "state": _state(view),
-        "best": _bid_json(best) if best else None,
+        # `is not None`: a betterproto2 message's truth value walks all its fields.
+        "best": _bid_json(best) if best is not None else None,
     }
     if view.state == AuctionState.CLOSED:
-        out["winner"] = _bid_json(best) if best else None
+        out["winner"] = _bid_json(best) if best is not None else None
     if with_bids:
         out["bids"] = [_bid_json(b) for b in view.bids]
     return out
@@ -93,8 +94,8 @@ def auction_lines(view: AuctionView) -> list[str]:
     best = view.bids[-1] if view.bids else None
     if view.state == AuctionState.CLOSED:
         lines.append(f"  winner:      {best.bidder_name} -> {best.amount} {best.currency}"
-                     if best else "  winner:      none (closed with no bids)")
-    elif best:
+                     if best is not None else "  winner:      none (closed with no bids)")
+    elif best is not None:
         lines.append(f"  best bid:    {best.amount} {best.currency} by {best.bidder_name}")
     return lines
 
