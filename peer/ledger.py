@@ -22,7 +22,10 @@ seller cannot put words in a bidder's mouth.
 
 Hot path: the signed bytes are decoded once by :mod:`peer.wire` (not by
 betterproto2, which costs more than the signature check) and hashed once with
-sha256; nothing is re-serialized.
+sha256; nothing is re-serialized. A batch from a peer is decoded once into
+:class:`DecodedEvent` records (:func:`decode_signed`), which the duplicate check
+(:meth:`Ledger.is_applied`), the signature checks on worker threads
+(:func:`signature_checks`) and :meth:`Ledger.apply_decoded` all share.
 """
 
 from __future__ import annotations
@@ -76,17 +79,22 @@ __all__ = [
     "AuctionKey",
     "BidAccepted",
     "Closed",
+    "DecodedEvent",
     "Ledger",
     "LoggedEvent",
     "Notification",
     "Opened",
     "Rejection",
+    "SignatureCheck",
     "Signer",
     "best_bid_only",
+    "checks_pass",
+    "decode_signed",
     "format_amount",
     "make_signed_bid",
     "parse_amount",
     "sign_event",
+    "signature_checks",
     "signatures_valid",
 ]
 
@@ -347,12 +355,31 @@ class _CloseOk:
 _Body = _OpenOk | _AcceptOk | _CloseOk
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
+@dataclass(eq=False, slots=True)
+class DecodedEvent:
+    """A received ``SignedEvent`` decoded once (:func:`decode_signed`).
+
+    What the duplicate check, the signature checks and :meth:`Ledger.apply_decoded`
+    need, so none of them decodes or hashes the bytes again. The checks that need no
+    ledger state (:meth:`body`) run on first use, so a known duplicate skips them.
+
+    Attributes:
+        signed: The event as received; ``signed.event`` are the decoded bytes.
+        fields: The decoded ``Event`` fields (author id and seq already range-checked).
+        digest: sha256 of ``signed.event``.
+    """
+
     signed: SignedEvent
     fields: EventFields
     digest: bytes
-    body: _Body
+    _body: _Body | Rejection | None = None
+
+    def body(self) -> _Body | Rejection:
+        """The validated body, or why it is refused (shape and values, no state)."""
+        body = self._body
+        if body is None:
+            body = self._body = _static(self.fields)
+        return body
 
 
 @dataclass(eq=False, slots=True)
@@ -361,7 +388,7 @@ class _Log:
 
     hashes: list[bytes] = field(default_factory=list)
     name: str = ""
-    held: dict[int, _Held] = field(default_factory=dict)
+    held: dict[int, DecodedEvent] = field(default_factory=dict)
 
 
 def _reject(code: RejectCode, reason: str) -> ApplyResult:
@@ -416,23 +443,24 @@ class Ledger:
         """Author -> highest applied seq (authors with at least one applied event)."""
         return {author: len(log.hashes) for author, log in self._logs.items() if log.hashes}
 
-    def is_applied(self, signed: SignedEvent) -> bool:
+    def is_applied(self, event: SignedEvent | DecodedEvent) -> bool:
         """Whether these exact event bytes are already applied (a duplicate).
 
         Cheap next to a signature check: callers skip known events before
         verifying a batch, since a node often hears one event from several peers.
+        Pass the :class:`DecodedEvent` when there is one: a ``SignedEvent`` is
+        decoded here (and that work is thrown away).
         """
-        data = signed.event
-        if type(data) is not bytes or len(data) > MAX_EVENT_BYTES:
-            return False
-        try:
-            fields = decode_event(data)
-        except WireError:
-            return False
-        log = self._logs.get(fields.author)
-        seq = fields.seq
-        return (log is not None and 1 <= seq <= len(log.hashes)
-                and log.hashes[seq - 1] == hashlib.sha256(data).digest())
+        if type(event) is not DecodedEvent:
+            assert isinstance(event, SignedEvent)
+            decoded = decode_signed(event)
+            if isinstance(decoded, Rejection):
+                return False
+            event = decoded
+        log = self._logs.get(event.fields.author)
+        seq = event.fields.seq
+        return (log is not None and seq <= len(log.hashes)
+                and log.hashes[seq - 1] == event.digest)
 
     def head_hash(self, author: bytes) -> bytes:
         """sha256 of the author's last applied event bytes; empty if none."""
@@ -494,13 +522,7 @@ class Ledger:
 
     def check_open(self, item: str, start_amount: str, currency: str) -> Rejection | None:
         """Why an ``Open`` with these fields would be refused, or None."""
-        rejection = check_item(item)
-        if rejection is not None:
-            return rejection
-        amount = parse_amount(start_amount)
-        if isinstance(amount, Rejection):
-            return amount
-        return check_currency(currency)
+        return _check_open(item, start_amount, currency)
 
     def check_bid(self, signed_bid: SignedBid, seller: bytes) -> Rejection | None:
         """What the seller's node checks before accepting a bid, or None if it may.
@@ -570,24 +592,26 @@ class Ledger:
             verified: Skip the Ed25519 checks (event and bid). Only for events that
                 were verified before, i.e. rows of the node's own store.
         """
+        decoded = decode_signed(signed)
+        if isinstance(decoded, Rejection):
+            return ApplyResult(rejection=decoded)
+        return self.apply_decoded(decoded, verified=verified)
+
+    def apply_decoded(self, decoded: DecodedEvent, *, verified: bool = False) -> ApplyResult:
+        """:meth:`apply` for an event already decoded by :func:`decode_signed`.
+
+        Args:
+            decoded: The decoded event.
+            verified: Both signatures that :func:`signature_checks` lists for
+                ``decoded`` were checked and are valid (or the event comes from the
+                node's own store). False: this call checks them.
+        """
+        signed = decoded.signed
         data = signed.event
-        if type(data) is not bytes:
-            return _reject(RejectCode.BAD_EVENT, "the event is not bytes")
-        if len(data) > MAX_EVENT_BYTES:
-            return _reject(RejectCode.BAD_EVENT,
-                           f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
-        try:
-            fields = decode_event(data)
-        except WireError as exc:
-            return _reject(RejectCode.BAD_EVENT, f"malformed event: {exc}")
+        fields = decoded.fields
         author = fields.author
         seq = fields.seq
-        if len(author) != NODE_ID_BYTES:
-            return _reject(RejectCode.BAD_EVENT,
-                           f"author id has {len(author)} bytes, expected {NODE_ID_BYTES}")
-        if not 1 <= seq <= MAX_SEQ:
-            return _reject(RejectCode.BAD_EVENT, f"seq {seq} is out of range")
-        digest = hashlib.sha256(data).digest()
+        digest = decoded.digest
         log = self._logs.get(author)
         head = len(log.hashes) if log is not None else 0
 
@@ -600,7 +624,7 @@ class Ledger:
                 return _reject(RejectCode.BAD_SIGNATURE, "the event is not signed by its author")
             return self._fork(author, seq, fields.author_name)
 
-        body = self._static(fields)
+        body = decoded.body()
         if isinstance(body, Rejection):
             return ApplyResult(rejection=body)
         if not verified:
@@ -614,12 +638,12 @@ class Ledger:
                                    "the accepted bid is not signed by its bidder")
 
         if seq > head + 1:
-            return self._hold(log, author, _Held(signed, fields, digest, body), len(data))
+            return self._hold(log, author, decoded, len(data))
 
         if log is None:
             log = self._logs[author] = _Log()
         result = ApplyResult()
-        rejection = self._apply_one(log, signed, fields, digest, body, result)
+        rejection = self._apply_one(log, decoded, body, result)
         if rejection is not None:
             result.rejection = rejection
             return result
@@ -629,50 +653,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ apply helpers
 
-    def _static(self, fields: EventFields) -> _Body | Rejection:
-        """The checks that need no state: shape of the body and its values."""
-        why = check_name(fields.author_name)
-        if why is not None:
-            return Rejection(RejectCode.BAD_EVENT, f"author name: {why}")
-        body = fields.body
-        if type(body) is AcceptBody:
-            try:
-                bid = decode_bid(body.bid)
-            except WireError as exc:
-                return Rejection(RejectCode.BAD_EVENT, f"malformed bid: {exc}")
-            if len(bid.bidder) != NODE_ID_BYTES:
-                return Rejection(RejectCode.BAD_SIGNATURE, "the bidder id is not 32 bytes")
-            why = check_name(bid.bidder_name)
-            if why is not None:
-                return Rejection(RejectCode.BAD_EVENT, f"bidder name: {why}")
-            if not bid.has_auction:
-                return Rejection(RejectCode.AUCTION_NOT_FOUND, "the bid names no auction")
-            if bid.auction_author != fields.author:
-                return Rejection(RejectCode.NOT_SELLER,
-                                 "an Accept for an auction in another seller's log")
-            amount = parse_amount(bid.amount)
-            if isinstance(amount, Rejection):
-                return amount
-            return _AcceptOk(AuctionKey(bid.auction_author, bid.auction_seq), bid, amount)
-        if type(body) is OpenBody:
-            rejection = self.check_open(body.item, body.start_amount, body.currency)
-            if rejection is not None:
-                return rejection
-            start = parse_amount(body.start_amount)
-            assert isinstance(start, Decimal)
-            return _OpenOk(body.item, start, body.currency)
-        if type(body) is CloseBody:
-            if not body.present:
-                return Rejection(RejectCode.BAD_EVENT, "a Close that names no auction")
-            if body.author != fields.author:
-                return Rejection(RejectCode.NOT_SELLER,
-                                 "a Close for an auction in another seller's log")
-            return _CloseOk(AuctionKey(body.author, body.seq))
-        return Rejection(RejectCode.BAD_EVENT, "the event has no body (open, accept or close)")
-
-    def _apply_one(self, log: _Log, signed: SignedEvent, fields: EventFields, digest: bytes,
-                   body: _Body, result: ApplyResult) -> Rejection | None:
+    def _apply_one(self, log: _Log, decoded: DecodedEvent, body: _Body,
+                   result: ApplyResult) -> Rejection | None:
         """Apply the event at head + 1 of ``log``: chain and stateful rules, then state."""
+        fields = decoded.fields
         expected = log.hashes[-1] if log.hashes else b""
         if fields.prev != expected:
             return Rejection(RejectCode.BAD_EVENT,
@@ -718,10 +702,10 @@ class Ledger:
                 text = (f"{auction.label} closed: {winner.bidder_name} ->"
                         f" {format_amount(winner.amount)} {winner.currency}")
             note = Closed(winner, text, _AuctionAt.of(auction))
-        log.hashes.append(digest)
+        log.hashes.append(decoded.digest)
         log.name = name
         self._count += 1
-        result.applied.append(LoggedEvent(author, fields.seq, signed))
+        result.applied.append(LoggedEvent(author, fields.seq, decoded.signed))
         result.notifications.append(note)
         return None
 
@@ -767,7 +751,8 @@ class Ledger:
                        f"fork: {name or _short(author)} signed two different events at seq"
                        f" {seq}; the first one is kept")
 
-    def _hold(self, log: _Log | None, author: bytes, held: _Held, size: int) -> ApplyResult:
+    def _hold(self, log: _Log | None, author: bytes, held: DecodedEvent, size: int
+              ) -> ApplyResult:
         seq = held.fields.seq
         if log is None:
             log = self._logs[author] = _Log()
@@ -794,10 +779,87 @@ class Ledger:
                 return
             self._held_count -= 1
             self._held_bytes -= len(held.signed.event)
-            if self._apply_one(log, held.signed, held.fields, held.digest, held.body,
-                               result) is not None:
+            body = held.body()
+            assert not isinstance(body, Rejection)  # checked before it was held
+            if self._apply_one(log, held, body, result) is not None:
                 self._dropped += 1  # broke a rule: refused, as it would have been in order
                 return
+
+
+def decode_signed(signed: SignedEvent) -> DecodedEvent | Rejection:
+    """Decode and hash a received ``SignedEvent`` once, or say why it is malformed.
+
+    Pure and thread-safe; never raises on bad input (the rejection is ``BAD_EVENT``).
+    """
+    data = signed.event
+    if type(data) is not bytes:
+        return Rejection(RejectCode.BAD_EVENT, "the event is not bytes")
+    if len(data) > MAX_EVENT_BYTES:
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        fields = decode_event(data)
+    except WireError as exc:
+        return Rejection(RejectCode.BAD_EVENT, f"malformed event: {exc}")
+    author = fields.author
+    if len(author) != NODE_ID_BYTES:
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"author id has {len(author)} bytes, expected {NODE_ID_BYTES}")
+    if not 1 <= fields.seq <= MAX_SEQ:
+        return Rejection(RejectCode.BAD_EVENT, f"seq {fields.seq} is out of range")
+    return DecodedEvent(signed, fields, hashlib.sha256(data).digest())
+
+
+def _check_open(item: str, start_amount: str, currency: str) -> Rejection | None:
+    rejection = check_item(item)
+    if rejection is not None:
+        return rejection
+    amount = parse_amount(start_amount)
+    if isinstance(amount, Rejection):
+        return amount
+    return check_currency(currency)
+
+
+def _static(fields: EventFields) -> _Body | Rejection:
+    """The checks that need no state: shape of the body and its values."""
+    why = check_name(fields.author_name)
+    if why is not None:
+        return Rejection(RejectCode.BAD_EVENT, f"author name: {why}")
+    body = fields.body
+    if type(body) is AcceptBody:
+        try:
+            bid = decode_bid(body.bid)
+        except WireError as exc:
+            return Rejection(RejectCode.BAD_EVENT, f"malformed bid: {exc}")
+        if len(bid.bidder) != NODE_ID_BYTES:
+            return Rejection(RejectCode.BAD_SIGNATURE, "the bidder id is not 32 bytes")
+        why = check_name(bid.bidder_name)
+        if why is not None:
+            return Rejection(RejectCode.BAD_EVENT, f"bidder name: {why}")
+        if not bid.has_auction:
+            return Rejection(RejectCode.AUCTION_NOT_FOUND, "the bid names no auction")
+        if bid.auction_author != fields.author:
+            return Rejection(RejectCode.NOT_SELLER,
+                             "an Accept for an auction in another seller's log")
+        amount = parse_amount(bid.amount)
+        if isinstance(amount, Rejection):
+            return amount
+        return _AcceptOk(AuctionKey(bid.auction_author, bid.auction_seq), bid, amount)
+    if type(body) is OpenBody:
+        rejection = _check_open(body.item, body.start_amount, body.currency)
+        if rejection is not None:
+            return rejection
+        start = parse_amount(body.start_amount)
+        assert isinstance(start, Decimal)
+        return _OpenOk(body.item, start, body.currency)
+    if type(body) is CloseBody:
+        if not body.present:
+            return Rejection(RejectCode.BAD_EVENT, "a Close that names no auction")
+        if body.author != fields.author:
+            return Rejection(RejectCode.NOT_SELLER,
+                             "a Close for an auction in another seller's log")
+        return _CloseOk(AuctionKey(body.author, body.seq))
+    return Rejection(RejectCode.BAD_EVENT, "the event has no body (open, accept or close)")
 
 
 def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:
@@ -812,7 +874,34 @@ def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:
 # ====================================================================== signing
 
 
-def signatures_valid(signed: SignedEvent) -> bool:
+#: One Ed25519 check: (public key, signed bytes, signature).
+SignatureCheck = tuple[bytes, bytes, bytes]
+
+
+def signature_checks(decoded: DecodedEvent) -> list[SignatureCheck]:
+    """The Ed25519 checks :meth:`Ledger.apply_decoded` makes for ``decoded``.
+
+    The author's over the event bytes, and for an ``Accept`` the bidder's over the
+    bid bytes. If all of them hold, the event may be applied with ``verified=True``.
+    A body that fails the stateless checks needs only the author's (it is refused
+    anyway, or recorded as a fork).
+    """
+    fields = decoded.fields
+    checks = [(fields.author, decoded.signed.event, decoded.signed.signature)]
+    body = decoded.body()
+    if type(body) is _AcceptOk:
+        accept = fields.body
+        assert type(accept) is AcceptBody
+        checks.append((body.bid.bidder, accept.bid, accept.signature))
+    return checks
+
+
+def checks_pass(checks: Iterable[SignatureCheck]) -> bool:
+    """Whether every check holds. Pure and thread-safe (PyNaCl releases the GIL)."""
+    return all(verify(key, data, signature) for key, data, signature in checks)
+
+
+def signatures_valid(event: SignedEvent | DecodedEvent) -> bool:
     """Both Ed25519 checks :meth:`Ledger.apply` makes: the author's, and the bidder's
     inside an ``Accept``.
 
@@ -820,19 +909,15 @@ def signatures_valid(signed: SignedEvent) -> bool:
     releases the GIL) and then applied with ``verified=True``. False for anything
     malformed; ``apply`` without ``verified`` then says exactly what is wrong.
     """
-    data = signed.event
-    if type(data) is not bytes or len(data) > MAX_EVENT_BYTES:
-        return False
-    try:
-        fields = decode_event(data)
-        if not verify(fields.author, data, signed.signature):
+    if type(event) is not DecodedEvent:
+        assert isinstance(event, SignedEvent)
+        decoded = decode_signed(event)
+        if isinstance(decoded, Rejection):
             return False
-        body = fields.body
-        if type(body) is AcceptBody:
-            return verify(decode_bid(body.bid).bidder, body.bid, body.signature)
-    except WireError:
+        event = decoded
+    if isinstance(event.body(), Rejection):
         return False
-    return True
+    return checks_pass(signature_checks(event))
 
 
 def sign_event(identity: Signer, event: Event) -> SignedEvent:

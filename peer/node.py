@@ -22,7 +22,7 @@ from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, paths
-from peer.batch_verify import preverify
+from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
 from peer.gen.auction.v1 import (
@@ -271,19 +271,39 @@ class Node:
 
         When an event is held behind a gap, the sender is asked for what we lack.
         """
+        batch = self.prepare(events)
+        await batch.verify()
+        return await self.commit(batch, source)
+
+    def prepare(self, events: list[SignedEvent]) -> IncomingBatch:
+        """Decode ``events`` once and drop the known ones; see :meth:`commit`.
+
+        Sync pipelines its pages: page N + 1 is prepared and verified (the batch's
+        ``verify`` runs in a task) while page N is committed.
+        """
+        return IncomingBatch.prepare(self.ledger, events)
+
+    async def commit(self, batch: IncomingBatch, source: PeerLink | None) -> int:
+        """The rest of :meth:`ingest`: apply ``batch``, persist, notify. Returns how many
+        events were new.
+
+        Raises:
+            BadInput: Some events were malformed or forged (after the others were
+                applied and made durable).
+        """
         applied: list[LoggedEvent] = []
         notes: list[LedgerNotification] = []
         held = False
-        malformed: list[Rejection] = []
-        # Several peers relay the same events: drop the known ones before paying
-        # for their signatures.
-        events = [signed for signed in events if not self.ledger.is_applied(signed)]
-        checked = await preverify(events)
-        for index, signed in enumerate(events):
-            result = self.ledger.apply(signed, verified=checked is not None and checked[index])
-            applied.extend(result.applied)
-            notes.extend(result.notifications)
-            held = held or result.held
+        malformed: list[Rejection] = list(batch.malformed)
+        checked = await batch.verified()
+        apply = self.ledger.apply_decoded
+        for index, decoded in enumerate(batch.events):
+            result = apply(decoded, verified=checked is not None and checked[index])
+            if result.applied:
+                applied.extend(result.applied)
+                notes.extend(result.notifications)
+            elif result.held:
+                held = True
             if result.rejection is not None:
                 if result.rejection.code in _MALFORMED:
                     malformed.append(result.rejection)

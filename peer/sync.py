@@ -16,14 +16,21 @@ from typing import Protocol
 
 import trio
 
+from peer.batch_verify import IncomingBatch
 from peer.gen.auction.v1 import Head, SignedEvent, SyncReply, SyncRequest
 from peer.mesh import Mesh, PeerLink
+from peer.verify_pool import open_verify_pool
 
 log = logging.getLogger(__name__)
 
 # The longest wait for the next page of a Sync stream.
 PAGE_TIMEOUT = 30.0
 PAGE_SIZE = 500
+#: Pages received, decoded and being verified while an earlier one is applied and
+#: made durable. Verification (worker threads) then overlaps the apply (the trio
+#: thread) and the commit's fsync (the store's writer thread) instead of waiting
+#: for them; more pages ahead only cost memory.
+PAGES_AHEAD = 2
 
 
 class SyncTarget(Protocol):
@@ -31,7 +38,9 @@ class SyncTarget(Protocol):
 
     def heads(self) -> list[Head]: ...
 
-    async def ingest(self, events: list[SignedEvent], source: PeerLink | None) -> int: ...
+    def prepare(self, events: list[SignedEvent]) -> IncomingBatch: ...
+
+    async def commit(self, batch: IncomingBatch, source: PeerLink | None) -> int: ...
 
 
 async def pull(target: SyncTarget, mesh: Mesh, link: PeerLink) -> int:
@@ -40,22 +49,53 @@ async def pull(target: SyncTarget, mesh: Mesh, link: PeerLink) -> int:
     A long history takes as long as it takes; what is bounded is the wait for the
     next page (``PAGE_TIMEOUT``), so a stalled peer is given up on and a busy one
     is not.
+
+    Pages are pipelined: while one is committed (applied, persisted, announced),
+    up to ``PAGES_AHEAD`` later ones are decoded and their signatures checked on
+    worker threads. Pages are committed in the order received, and a page that
+    arrived before the stream failed is still committed.
     """
     request = SyncRequest(heads=target.heads())
     new = 0
+    failure: Exception | None = None
     scope = trio.CancelScope(deadline=trio.current_time() + PAGE_TIMEOUT)
+    send, receive = trio.open_memory_channel[IncomingBatch](PAGES_AHEAD)
 
-    async def on_page(reply: SyncReply) -> None:
-        nonlocal new
-        new += await target.ingest(list(reply.events), link)
+    def progress() -> None:
         scope.deadline = trio.current_time() + PAGE_TIMEOUT
 
-    try:
-        with scope:
-            await mesh.bridge.collect_stream(lambda: link.stub.sync(request), on_page)
-    except Exception as exc:
-        mesh.mark_down(link, exc)
-        log.debug("sync from %s failed after %d events: %s", link.address, new, exc)
+    with scope:
+        async with open_verify_pool() as pool, trio.open_nursery() as nursery:
+
+            async def on_page(reply: SyncReply) -> None:
+                batch = target.prepare(list(reply.events))
+                nursery.start_soon(batch.verify, pool)
+                progress()
+                await send.send(batch)
+
+            async def receive_pages() -> None:
+                nonlocal failure
+                async with send:
+                    try:
+                        await mesh.bridge.collect_stream(lambda: link.stub.sync(request),
+                                                         on_page)
+                    except Exception as exc:
+                        if failure is None:  # else the commit failed first: report that
+                            failure = exc
+
+            nursery.start_soon(receive_pages)
+            async with receive:
+                async for batch in receive:
+                    try:
+                        new += await target.commit(batch, link)
+                    except Exception as exc:
+                        failure = exc
+                        nursery.cancel_scope.cancel()  # the stream and the pages ahead
+                        break
+                    progress()
+    if failure is not None:
+        mesh.mark_down(link, failure)
+        log.debug("sync from %s failed after %d events: %s", link.address, new, failure)
     if scope.cancelled_caught:
         mesh.mark_down(link, f"sync stalled for {PAGE_TIMEOUT:.0f}s")
     return new
