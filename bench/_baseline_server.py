@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from peer import aio
+from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import (
     Accept,
@@ -37,9 +38,9 @@ from peer.gen.auction.v1 import (
     SyncRequest,
 )
 from peer.identity import Identity
-from peer.ledger import AuctionKey, make_signed_bid, sign_event
 from peer.rpc import PeerService
 from peer.server import Server
+from peer.signed_events import make_signed_bid, sign_event
 
 
 def sample_reply() -> PlaceBidReply:

@@ -32,10 +32,11 @@ from grpclib.client import Channel
 
 from bench._harness import percentiles
 from peer import aio
+from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PeerStub, PlaceBidReply, SignedBid
 from peer.identity import Identity
-from peer.ledger import AuctionKey, make_signed_bid
+from peer.signed_events import make_signed_bid
 
 CALL_TIMEOUT = 10.0
 MAX_RUN_S = 120.0  # a hard bound on any one generator

@@ -20,27 +20,33 @@ bidder's own Ed25519 signature, checked by the seller before accepting
 (:meth:`Ledger.check_bid`) and again by every node that applies the ``Accept``, so a
 seller cannot put words in a bidder's mouth.
 
-Hot path: the signed bytes are decoded once by :mod:`peer.wire` (not by
-betterproto2, which costs more than the signature check) and hashed once with
-sha256; nothing is re-serialized. A batch from a peer is decoded once into
-:class:`DecodedEvent` records (:func:`decode_signed`), which the duplicate check
-(:meth:`Ledger.is_applied`), the signature checks on worker threads
-(:func:`signature_checks`) and :meth:`Ledger.apply_decoded` all share.
+Hot path: the signed bytes are decoded and hashed once, into a
+:class:`peer.signed_events.DecodedEvent` (:func:`peer.signed_events.decode_signed`),
+which the duplicate check (:meth:`Ledger.is_applied`), the signature checks on
+worker threads (:func:`peer.signed_events.signature_checks`) and
+:meth:`Ledger.apply_decoded` all share; nothing is re-serialized. The auctions and
+notifications the ledger hands out are the values of :mod:`peer.auctions`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Protocol, TypeVar
+from typing import Final
 
-from peer.envelopes import encode_bid, encode_event
+from peer.auctions import (
+    AcceptedBid,
+    Auction,
+    AuctionAt,
+    AuctionKey,
+    BidAccepted,
+    Closed,
+    Notification,
+    Opened,
+)
 from peer.gen.auction.v1 import (
     Accept,
-    AuctionId,
-    Bid,
     Close,
     Event,
     Open,
@@ -48,253 +54,40 @@ from peer.gen.auction.v1 import (
     SignedBid,
     SignedEvent,
 )
-from peer.identity import NODE_ID_BYTES, verify
-from peer.rules import (
-    Rejection,
-    check_currency,
-    check_item,
-    check_name,
-    format_amount,
-    parse_amount,
+from peer.identity import verify
+from peer.rules import Rejection, format_amount, parse_amount
+from peer.signed_events import (
+    CheckedAccept,
+    CheckedBody,
+    CheckedClose,
+    CheckedOpen,
+    DecodedEvent,
+    as_decoded,
+    check_bid_fields,
+    check_open_fields,
+    decode_signed,
 )
-from peer.wire import (
-    AcceptBody,
-    BidFields,
-    CloseBody,
-    EventFields,
-    OpenBody,
-    WireError,
-    decode_bid,
-    decode_event,
-)
+from peer.wire import AcceptBody, BidFields, WireError, decode_bid
 
 __all__ = [
-    "MAX_EVENT_BYTES",
     "MAX_HELD_BYTES",
     "MAX_HELD_PER_AUTHOR",
     "MAX_HELD_TOTAL",
-    "AcceptedBid",
     "ApplyResult",
-    "Auction",
-    "AuctionKey",
-    "BidAccepted",
-    "Closed",
-    "DecodedEvent",
     "Ledger",
     "LoggedEvent",
-    "Notification",
-    "Opened",
-    "Rejection",
-    "SignatureCheck",
-    "Signer",
-    "best_bid_only",
-    "checks_pass",
-    "decode_signed",
-    "format_amount",
-    "make_signed_bid",
-    "parse_amount",
-    "sign_event",
-    "signature_checks",
-    "signatures_valid",
 ]
 
-#: Larger events are refused unread; a real one is ~300 bytes.
-MAX_EVENT_BYTES: Final = 64 * 1024
 #: Events waiting behind a gap, per author and in total (count and bytes): bounded
 #: memory whatever peers send; beyond it they are refused, and sync fetches them again
 #: once the gap is filled.
 MAX_HELD_PER_AUTHOR: Final = 1024
 MAX_HELD_TOTAL: Final = 8192
 MAX_HELD_BYTES: Final = 16 * 1024 * 1024
-#: seq is uint64 on the wire but a signed 64-bit INTEGER in the store.
-MAX_SEQ: Final = 2**63 - 1
 _AMBIGUOUS_LISTED: Final = 10  # candidates quoted in an AMBIGUOUS_AUCTION reason
 
 
-class Signer(Protocol):
-    """What signing needs of an identity (:class:`peer.identity.Identity` is one)."""
-
-    @property
-    def node_id(self) -> bytes: ...
-
-    @property
-    def name(self) -> str: ...
-
-    def sign(self, data: bytes) -> bytes: ...
-
-
-# ====================================================================== records
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class AuctionKey:
-    """An auction's id: the ``(author, seq)`` of the ``Open`` event in the seller's log."""
-
-    author: bytes
-    seq: int
-
-    @property
-    def text(self) -> str:
-        """The full id as users see it: ``"<seller id hex>:<seq>"``."""
-        return f"{self.author.hex()}:{self.seq}"
-
-    def message(self) -> AuctionId:
-        """The wire ``AuctionId``."""
-        return AuctionId(author=self.author, seq=self.seq)
-
-    @classmethod
-    def from_message(cls, message: AuctionId) -> AuctionKey:
-        """The key of a wire ``AuctionId``."""
-        return cls(message.author, message.seq)
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedBid:
-    """A bid the seller accepted.
-
-    Attributes:
-        bidder: The bidder's node id.
-        bidder_name: The bidder's display name, as signed in the bid.
-        amount: The amount.
-        currency: The auction's currency.
-        time_ms: The time of the seller's ``Accept`` event, not the bidder's own
-            clock: the moment the bid became binding, ordered within the seller's log.
-    """
-
-    bidder: bytes
-    bidder_name: str
-    amount: Decimal
-    currency: str
-    time_ms: int
-
-
-@dataclass(eq=False)
-class Auction:
-    """One auction as the ledger knows it. The ledger's own objects are live: they
-    change as events are applied; notifications hand out snapshots instead.
-
-    Attributes:
-        key: The auction id.
-        seller_name: The seller's display name, as in the ``Open`` event.
-        item: The item.
-        start_amount: The start price.
-        currency: The currency of every bid.
-        opened_ms: The time of the ``Open`` event.
-        bids: The accepted bids, in order; each is higher than the one before.
-        closed: Whether the seller closed it.
-        closed_ms: The time of the ``Close`` event, if closed.
-    """
-
-    key: AuctionKey
-    seller_name: str
-    item: str
-    start_amount: Decimal
-    currency: str
-    opened_ms: int
-    bids: list[AcceptedBid] = field(default_factory=list)
-    closed: bool = False
-    closed_ms: int | None = None
-
-    @property
-    def seller(self) -> bytes:
-        """The seller's node id."""
-        return self.key.author
-
-    @property
-    def best(self) -> AcceptedBid | None:
-        """The highest accepted bid (always the last one), if any."""
-        return self.bids[-1] if self.bids else None
-
-    @property
-    def winner(self) -> AcceptedBid | None:
-        """The winning bid: the best one, once the auction is closed."""
-        return self.best if self.closed else None
-
-    @property
-    def label(self) -> str:
-        """The readable name, ``"Client#1->Pic#1"``."""
-        return f"{self.seller_name}->{self.item}"
-
-
-@dataclass(frozen=True, slots=True)
-class _AuctionAt:
-    """An auction as it was right after one event: cheap to take (no copying).
-
-    Bids are only ever appended, so the first ``bid_count`` of the live list are
-    exactly the bids of that moment.
-    """
-
-    live: Auction
-    bid_count: int
-    closed: bool
-    closed_ms: int | None
-
-    @classmethod
-    def of(cls, auction: Auction) -> _AuctionAt:
-        return cls(auction, len(auction.bids), auction.closed, auction.closed_ms)
-
-    def auction(self) -> Auction:
-        a = self.live
-        return Auction(a.key, a.seller_name, a.item, a.start_amount, a.currency, a.opened_ms,
-                       a.bids[:self.bid_count], self.closed, self.closed_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """An auction was opened. ``auction`` is a fresh snapshot on every access."""
-
-    text: str
-    at: _AuctionAt = field(repr=False)
-
-    @property
-    def auction(self) -> Auction:
-        """The auction as it was right after this event (a copy)."""
-        return self.at.auction()
-
-
-@dataclass(frozen=True, slots=True)
-class BidAccepted:
-    """A seller accepted a bid. ``auction`` is a fresh snapshot on every access."""
-
-    bid: AcceptedBid
-    text: str
-    at: _AuctionAt = field(repr=False)
-
-    @property
-    def auction(self) -> Auction:
-        """The auction as it was right after this event (a copy)."""
-        return self.at.auction()
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """A seller closed an auction; ``winner`` is None when there were no bids."""
-
-    winner: AcceptedBid | None
-    text: str
-    at: _AuctionAt = field(repr=False)
-
-    @property
-    def auction(self) -> Auction:
-        """The auction as it was right after this event (a copy)."""
-        return self.at.auction()
-
-
-Notification = Opened | BidAccepted | Closed
-_NoteT = TypeVar("_NoteT", bound=Opened | BidAccepted | Closed)
-
-
-def best_bid_only(note: _NoteT) -> _NoteT:
-    """``note`` whose auction snapshot holds only its last (best) bid.
-
-    For one-line output: rendering every bid of a busy auction per notification
-    made each bid cost more as the auction grew.
-    """
-    at = note.at
-    if at.bid_count <= 1:
-        return note
-    live = replace(at.live, bids=at.live.bids[at.bid_count - 1:at.bid_count])
-    return replace(note, at=replace(at, live=live, bid_count=1))
+# ====================================================================== results
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,55 +124,6 @@ class ApplyResult:
 
 
 # ====================================================================== internals
-
-
-@dataclass(frozen=True, slots=True)
-class _OpenOk:
-    item: str
-    start: Decimal
-    currency: str
-
-
-@dataclass(frozen=True, slots=True)
-class _AcceptOk:
-    key: AuctionKey
-    bid: BidFields
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class _CloseOk:
-    key: AuctionKey
-
-
-_Body = _OpenOk | _AcceptOk | _CloseOk
-
-
-@dataclass(eq=False, slots=True)
-class DecodedEvent:
-    """A received ``SignedEvent`` decoded once (:func:`decode_signed`).
-
-    What the duplicate check, the signature checks and :meth:`Ledger.apply_decoded`
-    need, so none of them decodes or hashes the bytes again. The checks that need no
-    ledger state (:meth:`body`) run on first use, so a known duplicate skips them.
-
-    Attributes:
-        signed: The event as received; ``signed.event`` are the decoded bytes.
-        fields: The decoded ``Event`` fields (author id and seq already range-checked).
-        digest: sha256 of ``signed.event``.
-    """
-
-    signed: SignedEvent
-    fields: EventFields
-    digest: bytes
-    _body: _Body | Rejection | None = None
-
-    def body(self) -> _Body | Rejection:
-        """The validated body, or why it is refused (shape and values, no state)."""
-        body = self._body
-        if body is None:
-            body = self._body = _static(self.fields)
-        return body
 
 
 @dataclass(eq=False, slots=True)
@@ -451,16 +195,13 @@ class Ledger:
         Pass the :class:`DecodedEvent` when there is one: a ``SignedEvent`` is
         decoded here (and that work is thrown away).
         """
-        if type(event) is not DecodedEvent:
-            assert isinstance(event, SignedEvent)
-            decoded = decode_signed(event)
-            if isinstance(decoded, Rejection):
-                return False
-            event = decoded
-        log = self._logs.get(event.fields.author)
-        seq = event.fields.seq
+        decoded = as_decoded(event)
+        if isinstance(decoded, Rejection):
+            return False
+        log = self._logs.get(decoded.fields.author)
+        seq = decoded.fields.seq
         return (log is not None and seq <= len(log.hashes)
-                and log.hashes[seq - 1] == event.digest)
+                and log.hashes[seq - 1] == decoded.digest)
 
     def head_hash(self, author: bytes) -> bytes:
         """sha256 of the author's last applied event bytes; empty if none."""
@@ -522,7 +263,7 @@ class Ledger:
 
     def check_open(self, item: str, start_amount: str, currency: str) -> Rejection | None:
         """Why an ``Open`` with these fields would be refused, or None."""
-        return _check_open(item, start_amount, currency)
+        return check_open_fields(item, start_amount, currency)
 
     def check_bid(self, signed_bid: SignedBid, seller: bytes) -> Rejection | None:
         """What the seller's node checks before accepting a bid, or None if it may.
@@ -537,11 +278,9 @@ class Ledger:
             return Rejection(RejectCode.BAD_EVENT, f"malformed bid: {exc}")
         if not verify(bid.bidder, signed_bid.bid, signed_bid.signature):
             return Rejection(RejectCode.BAD_SIGNATURE, "the bid is not signed by its bidder")
-        why = check_name(bid.bidder_name)
-        if why is not None:
-            return Rejection(RejectCode.BAD_EVENT, f"bidder name: {why}")
-        if not bid.has_auction:
-            return Rejection(RejectCode.AUCTION_NOT_FOUND, "the bid names no auction")
+        rejection = check_bid_fields(bid)
+        if rejection is not None:
+            return rejection
         key = AuctionKey(bid.auction_author, bid.auction_seq)
         auction = self._auctions.get(key)
         if key.author != seller:
@@ -630,7 +369,7 @@ class Ledger:
         if not verified:
             if not verify(author, data, signed.signature):
                 return _reject(RejectCode.BAD_SIGNATURE, "the event is not signed by its author")
-            if type(body) is _AcceptOk:
+            if type(body) is CheckedAccept:
                 accept = fields.body
                 assert type(accept) is AcceptBody
                 if not verify(body.bid.bidder, accept.bid, accept.signature):
@@ -653,7 +392,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ apply helpers
 
-    def _apply_one(self, log: _Log, decoded: DecodedEvent, body: _Body,
+    def _apply_one(self, log: _Log, decoded: DecodedEvent, body: CheckedBody,
                    result: ApplyResult) -> Rejection | None:
         """Apply the event at head + 1 of ``log``: chain and stateful rules, then state."""
         fields = decoded.fields
@@ -664,7 +403,7 @@ class Ledger:
         author = fields.author
         name = fields.author_name
         note: Notification
-        if type(body) is _AcceptOk:
+        if type(body) is CheckedAccept:
             auction = self._auctions.get(body.key)
             if auction is None:
                 return Rejection(RejectCode.AUCTION_NOT_FOUND, body.key.text)
@@ -678,15 +417,15 @@ class Ledger:
             self._nonces.setdefault(body.key, set()).add((bid.bidder, bid.nonce))
             self._bidder_names[bid.bidder] = bid.bidder_name
             note = BidAccepted(accepted, f"{bid.bidder_name} bid {format_amount(body.amount)}"
-                               f" {auction.currency} on {auction.label}", _AuctionAt.of(auction))
-        elif type(body) is _OpenOk:
+                               f" {auction.currency} on {auction.label}", AuctionAt.of(auction))
+        elif type(body) is CheckedOpen:
             key = AuctionKey(author, fields.seq)
             auction = Auction(key, name, body.item, body.start, body.currency, fields.time_ms)
             self._auctions[key] = auction
             note = Opened(f"{name} opened {body.item} at {format_amount(body.start)}"
-                          f" {body.currency}", _AuctionAt.of(auction))
+                          f" {body.currency}", AuctionAt.of(auction))
         else:
-            assert isinstance(body, _CloseOk)
+            assert isinstance(body, CheckedClose)
             auction = self._auctions.get(body.key)
             if auction is None:
                 return Rejection(RejectCode.AUCTION_NOT_FOUND, body.key.text)
@@ -701,7 +440,7 @@ class Ledger:
                 # "Client#2 -> 80 USDt" is the reference scenario's exact notification.
                 text = (f"{auction.label} closed: {winner.bidder_name} ->"
                         f" {format_amount(winner.amount)} {winner.currency}")
-            note = Closed(winner, text, _AuctionAt.of(auction))
+            note = Closed(winner, text, AuctionAt.of(auction))
         log.hashes.append(decoded.digest)
         log.name = name
         self._count += 1
@@ -786,82 +525,6 @@ class Ledger:
                 return
 
 
-def decode_signed(signed: SignedEvent) -> DecodedEvent | Rejection:
-    """Decode and hash a received ``SignedEvent`` once, or say why it is malformed.
-
-    Pure and thread-safe; never raises on bad input (the rejection is ``BAD_EVENT``).
-    """
-    data = signed.event
-    if type(data) is not bytes:
-        return Rejection(RejectCode.BAD_EVENT, "the event is not bytes")
-    if len(data) > MAX_EVENT_BYTES:
-        return Rejection(RejectCode.BAD_EVENT,
-                         f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
-    try:
-        fields = decode_event(data)
-    except WireError as exc:
-        return Rejection(RejectCode.BAD_EVENT, f"malformed event: {exc}")
-    author = fields.author
-    if len(author) != NODE_ID_BYTES:
-        return Rejection(RejectCode.BAD_EVENT,
-                         f"author id has {len(author)} bytes, expected {NODE_ID_BYTES}")
-    if not 1 <= fields.seq <= MAX_SEQ:
-        return Rejection(RejectCode.BAD_EVENT, f"seq {fields.seq} is out of range")
-    return DecodedEvent(signed, fields, hashlib.sha256(data).digest())
-
-
-def _check_open(item: str, start_amount: str, currency: str) -> Rejection | None:
-    rejection = check_item(item)
-    if rejection is not None:
-        return rejection
-    amount = parse_amount(start_amount)
-    if isinstance(amount, Rejection):
-        return amount
-    return check_currency(currency)
-
-
-def _static(fields: EventFields) -> _Body | Rejection:
-    """The checks that need no state: shape of the body and its values."""
-    why = check_name(fields.author_name)
-    if why is not None:
-        return Rejection(RejectCode.BAD_EVENT, f"author name: {why}")
-    body = fields.body
-    if type(body) is AcceptBody:
-        try:
-            bid = decode_bid(body.bid)
-        except WireError as exc:
-            return Rejection(RejectCode.BAD_EVENT, f"malformed bid: {exc}")
-        if len(bid.bidder) != NODE_ID_BYTES:
-            return Rejection(RejectCode.BAD_SIGNATURE, "the bidder id is not 32 bytes")
-        why = check_name(bid.bidder_name)
-        if why is not None:
-            return Rejection(RejectCode.BAD_EVENT, f"bidder name: {why}")
-        if not bid.has_auction:
-            return Rejection(RejectCode.AUCTION_NOT_FOUND, "the bid names no auction")
-        if bid.auction_author != fields.author:
-            return Rejection(RejectCode.NOT_SELLER,
-                             "an Accept for an auction in another seller's log")
-        amount = parse_amount(bid.amount)
-        if isinstance(amount, Rejection):
-            return amount
-        return _AcceptOk(AuctionKey(bid.auction_author, bid.auction_seq), bid, amount)
-    if type(body) is OpenBody:
-        rejection = _check_open(body.item, body.start_amount, body.currency)
-        if rejection is not None:
-            return rejection
-        start = parse_amount(body.start_amount)
-        assert isinstance(start, Decimal)
-        return _OpenOk(body.item, start, body.currency)
-    if type(body) is CloseBody:
-        if not body.present:
-            return Rejection(RejectCode.BAD_EVENT, "a Close that names no auction")
-        if body.author != fields.author:
-            return Rejection(RejectCode.NOT_SELLER,
-                             "a Close for an auction in another seller's log")
-        return _CloseOk(AuctionKey(body.author, body.seq))
-    return Rejection(RejectCode.BAD_EVENT, "the event has no body (open, accept or close)")
-
-
 def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:
     found = sorted(candidates, key=lambda a: (a.opened_ms, a.key))
     listed = ", ".join(f"{a.key.text} ({a.label}, {'closed' if a.closed else 'open'})"
@@ -870,66 +533,3 @@ def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:
     return Rejection(RejectCode.AMBIGUOUS_AUCTION,
                      f"{text!r} matches {len(found)} auctions: {listed}{more}")
 
-
-# ====================================================================== signing
-
-
-#: One Ed25519 check: (public key, signed bytes, signature).
-SignatureCheck = tuple[bytes, bytes, bytes]
-
-
-def signature_checks(decoded: DecodedEvent) -> list[SignatureCheck]:
-    """The Ed25519 checks :meth:`Ledger.apply_decoded` makes for ``decoded``.
-
-    The author's over the event bytes, and for an ``Accept`` the bidder's over the
-    bid bytes. If all of them hold, the event may be applied with ``verified=True``.
-    A body that fails the stateless checks needs only the author's (it is refused
-    anyway, or recorded as a fork).
-    """
-    fields = decoded.fields
-    checks = [(fields.author, decoded.signed.event, decoded.signed.signature)]
-    body = decoded.body()
-    if type(body) is _AcceptOk:
-        accept = fields.body
-        assert type(accept) is AcceptBody
-        checks.append((body.bid.bidder, accept.bid, accept.signature))
-    return checks
-
-
-def checks_pass(checks: Iterable[SignatureCheck]) -> bool:
-    """Whether every check holds. Pure and thread-safe (PyNaCl releases the GIL)."""
-    return all(verify(key, data, signature) for key, data, signature in checks)
-
-
-def signatures_valid(event: SignedEvent | DecodedEvent) -> bool:
-    """Both Ed25519 checks :meth:`Ledger.apply` makes: the author's, and the bidder's
-    inside an ``Accept``.
-
-    Pure and thread-safe, so a batch can be checked on worker threads (PyNaCl
-    releases the GIL) and then applied with ``verified=True``. False for anything
-    malformed; ``apply`` without ``verified`` then says exactly what is wrong.
-    """
-    if type(event) is not DecodedEvent:
-        assert isinstance(event, SignedEvent)
-        decoded = decode_signed(event)
-        if isinstance(decoded, Rejection):
-            return False
-        event = decoded
-    if isinstance(event.body(), Rejection):
-        return False
-    return checks_pass(signature_checks(event))
-
-
-def sign_event(identity: Signer, event: Event) -> SignedEvent:
-    """Serialize ``event`` once and sign those bytes with ``identity``."""
-    data = encode_event(event)
-    return SignedEvent(event=data, signature=identity.sign(data))
-
-
-def make_signed_bid(identity: Signer, key: AuctionKey, amount: str, currency: str, nonce: int,
-                    time_ms: int) -> SignedBid:
-    """A bid by ``identity`` on ``key``, signed by it (bidder and name from the identity)."""
-    data = encode_bid(Bid(auction=key.message(), bidder=identity.node_id,
-                          bidder_name=identity.name, amount=amount, currency=currency,
-                          nonce=nonce, time_ms=time_ms))
-    return SignedBid(bid=data, signature=identity.sign(data))

@@ -22,6 +22,7 @@ from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, paths
+from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
@@ -57,20 +58,14 @@ from peer.gen.auction.v1 import (
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
 from peer.identity import Identity, IdentityError, verify
-from peer.ledger import (
-    AuctionKey,
-    Ledger,
-    LoggedEvent,
-    Rejection,
-    best_bid_only,
-    make_signed_bid,
-    sign_event,
-)
+from peer.ledger import Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
 from peer.rpc import BadInput, ControlService, PeerService
+from peer.rules import Rejection
 from peer.server import Server
+from peer.signed_events import make_signed_bid, sign_event
 from peer.store import EventStore, StoredEvent, StoreError
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view

@@ -6,8 +6,8 @@ consumer names auctions, amounts and winners the same way.
 
 from __future__ import annotations
 
+from peer.auctions import BidAccepted, Closed, Opened
 from peer.gen.auction.v1 import Notification, NotificationKind
-from peer.ledger import BidAccepted, Closed, Opened
 from peer.views import auction_view, bid_view
 
 __all__ = ["LedgerNotification", "notification_message"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from peer.auctions import AcceptedBid, Auction
 from peer.gen.auction.v1 import AuctionState, AuctionView, BidView
-from peer.ledger import AcceptedBid, Auction
 from peer.rules import format_amount
 
 __all__ = ["auction_view", "bid_view"]

@@ -14,7 +14,9 @@ import trio
 
 from peer.batch_verify import PARALLEL_MIN, IncomingBatch, preverify
 from peer.gen.auction.v1 import Accept, RejectCode, SignedBid, SignedEvent
-from peer.ledger import DecodedEvent, Ledger, Rejection, decode_signed, signature_checks
+from peer.ledger import Ledger
+from peer.rules import Rejection
+from peer.signed_events import DecodedEvent, decode_signed, signature_checks
 from peer.verify_pool import encode_job, open_verify_pool
 from peer.verify_worker import JOB_HEADER, answer, serve
 from tests.unit.test_ledger import C1, C2, C3, Author, bid, raw_event, sha

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from peer import ledger as ledger_module
+from peer.auctions import AuctionKey, BidAccepted, Closed, Opened
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -20,16 +21,9 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.identity import Identity
-from peer.ledger import (
-    AuctionKey,
-    BidAccepted,
-    Closed,
-    Ledger,
-    Opened,
-    Rejection,
-    make_signed_bid,
-    sign_event,
-)
+from peer.ledger import Ledger
+from peer.rules import Rejection
+from peer.signed_events import MAX_EVENT_BYTES, make_signed_bid, sign_event
 
 T0 = 1_700_000_000_000
 C1 = Identity.from_seed(b"\x01" * 32, "Client#1")
@@ -422,7 +416,7 @@ def test_held_events_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
                                                          currency="X"))),
     b"\x0b\x0c",  # group wire types
     b"\x00\x01",  # field number 0
-    b"x" * (ledger_module.MAX_EVENT_BYTES + 1),
+    b"x" * (MAX_EVENT_BYTES + 1),
 ])
 def test_junk_events_are_rejected(junk: bytes) -> None:
     ledger = Ledger()

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from peer.gen.auction.v1 import Open, RejectCode, SignedEvent
 from peer.identity import Identity
-from peer.ledger import Ledger, sign_event
+from peer.ledger import Ledger
 from peer.rules import check_currency, check_item, format_amount, parse_amount
+from peer.signed_events import sign_event
 from tests.unit.test_ledger import Author, bid, raw_event, sha, snapshot
 
 PEOPLE = [Identity.from_seed(bytes([i + 1]) * 32, f"Client#{i + 1}") for i in range(4)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from peer.auctions import AcceptedBid, Auction, AuctionKey
 from peer.gen.auction.v1 import AuctionState, AuctionView
-from peer.ledger import AcceptedBid, Auction, AuctionKey
 from peer.views import auction_view, bid_view
 
 SELLER = b"\x01" * 32

@@ -1,0 +1,204 @@
+"""Auctions as the ledger describes them: ids, accepted bids, records and notifications.
+
+:class:`peer.ledger.Ledger` keeps live :class:`Auction` records (they change as
+events are applied) and reports each applied event as a :data:`Notification`
+(:class:`Opened`, :class:`BidAccepted` or :class:`Closed`). A notification does not
+copy the auction: it holds an :class:`AuctionAt`, a cheap marker of the moment,
+and builds a snapshot only when asked (:attr:`Opened.auction`).
+
+Plain values, no rules and no I/O: the rules that produce them are in
+:mod:`peer.ledger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import TypeVar
+
+from peer.gen.auction.v1 import AuctionId
+
+__all__ = [
+    "AcceptedBid",
+    "Auction",
+    "AuctionAt",
+    "AuctionKey",
+    "BidAccepted",
+    "Closed",
+    "Notification",
+    "Opened",
+    "best_bid_only",
+]
+
+# ====================================================================== records
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AuctionKey:
+    """An auction's id: the ``(author, seq)`` of the ``Open`` event in the seller's log."""
+
+    author: bytes
+    seq: int
+
+    @property
+    def text(self) -> str:
+        """The full id as users see it: ``"<seller id hex>:<seq>"``."""
+        return f"{self.author.hex()}:{self.seq}"
+
+    def message(self) -> AuctionId:
+        """The wire ``AuctionId``."""
+        return AuctionId(author=self.author, seq=self.seq)
+
+    @classmethod
+    def from_message(cls, message: AuctionId) -> AuctionKey:
+        """The key of a wire ``AuctionId``."""
+        return cls(message.author, message.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedBid:
+    """A bid the seller accepted.
+
+    Attributes:
+        bidder: The bidder's node id.
+        bidder_name: The bidder's display name, as signed in the bid.
+        amount: The amount.
+        currency: The auction's currency.
+        time_ms: The time of the seller's ``Accept`` event, not the bidder's own
+            clock: the moment the bid became binding, ordered within the seller's log.
+    """
+
+    bidder: bytes
+    bidder_name: str
+    amount: Decimal
+    currency: str
+    time_ms: int
+
+
+@dataclass(eq=False)
+class Auction:
+    """One auction as the ledger knows it. The ledger's own objects are live: they
+    change as events are applied; notifications hand out snapshots instead.
+
+    Attributes:
+        key: The auction id.
+        seller_name: The seller's display name, as in the ``Open`` event.
+        item: The item.
+        start_amount: The start price.
+        currency: The currency of every bid.
+        opened_ms: The time of the ``Open`` event.
+        bids: The accepted bids, in order; each is higher than the one before.
+        closed: Whether the seller closed it.
+        closed_ms: The time of the ``Close`` event, if closed.
+    """
+
+    key: AuctionKey
+    seller_name: str
+    item: str
+    start_amount: Decimal
+    currency: str
+    opened_ms: int
+    bids: list[AcceptedBid] = field(default_factory=list)
+    closed: bool = False
+    closed_ms: int | None = None
+
+    @property
+    def seller(self) -> bytes:
+        """The seller's node id."""
+        return self.key.author
+
+    @property
+    def best(self) -> AcceptedBid | None:
+        """The highest accepted bid (always the last one), if any."""
+        return self.bids[-1] if self.bids else None
+
+    @property
+    def winner(self) -> AcceptedBid | None:
+        """The winning bid: the best one, once the auction is closed."""
+        return self.best if self.closed else None
+
+    @property
+    def label(self) -> str:
+        """The readable name, ``"Client#1->Pic#1"``."""
+        return f"{self.seller_name}->{self.item}"
+
+
+# ====================================================================== notifications
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionAt:
+    """An auction as it was right after one event: cheap to take (no copying).
+
+    Bids are only ever appended, so the first ``bid_count`` of the live list are
+    exactly the bids of that moment.
+    """
+
+    live: Auction
+    bid_count: int
+    closed: bool
+    closed_ms: int | None
+
+    @classmethod
+    def of(cls, auction: Auction) -> AuctionAt:
+        return cls(auction, len(auction.bids), auction.closed, auction.closed_ms)
+
+    def auction(self) -> Auction:
+        a = self.live
+        return Auction(a.key, a.seller_name, a.item, a.start_amount, a.currency, a.opened_ms,
+                       a.bids[:self.bid_count], self.closed, self.closed_ms)
+
+
+class _Snapshot:
+    """The ``auction`` property every notification has."""
+
+    __slots__ = ()
+    at: AuctionAt
+
+    @property
+    def auction(self) -> Auction:
+        """The auction as it was right after this event (a copy)."""
+        return self.at.auction()
+
+
+@dataclass(frozen=True, slots=True)
+class Opened(_Snapshot):
+    """An auction was opened. ``auction`` is a fresh snapshot on every access."""
+
+    text: str
+    at: AuctionAt = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BidAccepted(_Snapshot):
+    """A seller accepted a bid. ``auction`` is a fresh snapshot on every access."""
+
+    bid: AcceptedBid
+    text: str
+    at: AuctionAt = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(_Snapshot):
+    """A seller closed an auction; ``winner`` is None when there were no bids."""
+
+    winner: AcceptedBid | None
+    text: str
+    at: AuctionAt = field(repr=False)
+
+
+Notification = Opened | BidAccepted | Closed
+_NoteT = TypeVar("_NoteT", bound=Notification)
+
+
+def best_bid_only(note: _NoteT) -> _NoteT:
+    """``note`` whose auction snapshot holds only its last (best) bid.
+
+    For one-line output: rendering every bid of a busy auction per notification
+    made each bid cost more as the auction grew.
+    """
+    at = note.at
+    if at.bid_count <= 1:
+        return note
+    live = replace(at.live, bids=at.live.bids[at.bid_count - 1:at.bid_count])
+    return replace(note, at=replace(at, live=live, bid_count=1))

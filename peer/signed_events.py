@@ -1,0 +1,285 @@
+"""Signed events on their own: decoding, the checks that need no ledger state, signing.
+
+What can be said of one ``SignedEvent`` without knowing any other event, so it is
+pure and thread-safe: :func:`decode_signed` decodes and hashes the bytes once
+(with :mod:`peer.wire`, not betterproto2, which costs more than the signature
+check) into a :class:`DecodedEvent`, whose :meth:`DecodedEvent.body` checks the
+body's shape and values; :func:`signature_checks` lists the Ed25519 checks it
+needs, which :func:`checks_pass` makes, on worker threads if the caller likes.
+:func:`sign_event` and :func:`make_signed_bid` build what a node authors.
+
+The rules that depend on earlier events (chain, auction state, bids) are
+:class:`peer.ledger.Ledger`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final, Protocol
+
+from peer.auctions import AuctionKey
+from peer.envelopes import encode_bid, encode_event
+from peer.gen.auction.v1 import Bid, Event, RejectCode, SignedBid, SignedEvent
+from peer.identity import NODE_ID_BYTES, verify
+from peer.rules import Rejection, check_currency, check_item, check_name, parse_amount
+from peer.wire import (
+    AcceptBody,
+    BidFields,
+    CloseBody,
+    EventFields,
+    OpenBody,
+    WireError,
+    decode_bid,
+    decode_event,
+)
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "CheckedAccept",
+    "CheckedBody",
+    "CheckedClose",
+    "CheckedOpen",
+    "DecodedEvent",
+    "SignatureCheck",
+    "Signer",
+    "as_decoded",
+    "check_bid_fields",
+    "check_open_fields",
+    "checks_pass",
+    "decode_signed",
+    "make_signed_bid",
+    "sign_event",
+    "signature_checks",
+    "signatures_valid",
+]
+
+#: Larger events are refused unread; a real one is ~300 bytes.
+MAX_EVENT_BYTES: Final = 64 * 1024
+#: seq is uint64 on the wire but a signed 64-bit INTEGER in the store.
+MAX_SEQ: Final = 2**63 - 1
+
+
+class Signer(Protocol):
+    """What signing needs of an identity (:class:`peer.identity.Identity` is one)."""
+
+    @property
+    def node_id(self) -> bytes: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+# ====================================================================== decoding
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOpen:
+    """An ``Open`` body that passed the stateless checks."""
+
+    item: str
+    start: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAccept:
+    """An ``Accept`` body that passed the stateless checks (bid decoded, amount parsed)."""
+
+    key: AuctionKey
+    bid: BidFields
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedClose:
+    """A ``Close`` body that passed the stateless checks."""
+
+    key: AuctionKey
+
+
+CheckedBody = CheckedOpen | CheckedAccept | CheckedClose
+
+
+@dataclass(eq=False, slots=True)
+class DecodedEvent:
+    """A received ``SignedEvent`` decoded once (:func:`decode_signed`).
+
+    What the duplicate check, the signature checks and
+    :meth:`peer.ledger.Ledger.apply_decoded` need, so none of them decodes or hashes
+    the bytes again. The checks that need no ledger state (:meth:`body`) run on first
+    use, so a known duplicate skips them.
+
+    Attributes:
+        signed: The event as received; ``signed.event`` are the decoded bytes.
+        fields: The decoded ``Event`` fields (author id and seq already range-checked).
+        digest: sha256 of ``signed.event``.
+    """
+
+    signed: SignedEvent
+    fields: EventFields
+    digest: bytes
+    _body: CheckedBody | Rejection | None = None
+
+    def body(self) -> CheckedBody | Rejection:
+        """The validated body, or why it is refused (shape and values, no state)."""
+        body = self._body
+        if body is None:
+            body = self._body = _static(self.fields)
+        return body
+
+
+def decode_signed(signed: SignedEvent) -> DecodedEvent | Rejection:
+    """Decode and hash a received ``SignedEvent`` once, or say why it is malformed.
+
+    Pure and thread-safe; never raises on bad input (the rejection is ``BAD_EVENT``).
+    """
+    data = signed.event
+    if type(data) is not bytes:
+        return Rejection(RejectCode.BAD_EVENT, "the event is not bytes")
+    if len(data) > MAX_EVENT_BYTES:
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        fields = decode_event(data)
+    except WireError as exc:
+        return Rejection(RejectCode.BAD_EVENT, f"malformed event: {exc}")
+    author = fields.author
+    if len(author) != NODE_ID_BYTES:
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"author id has {len(author)} bytes, expected {NODE_ID_BYTES}")
+    if not 1 <= fields.seq <= MAX_SEQ:
+        return Rejection(RejectCode.BAD_EVENT, f"seq {fields.seq} is out of range")
+    return DecodedEvent(signed, fields, hashlib.sha256(data).digest())
+
+
+def as_decoded(event: SignedEvent | DecodedEvent) -> DecodedEvent | Rejection:
+    """``event`` itself if already decoded, else :func:`decode_signed` of it."""
+    if type(event) is DecodedEvent:
+        return event
+    assert isinstance(event, SignedEvent)
+    return decode_signed(event)
+
+
+def check_open_fields(item: str, start_amount: str, currency: str) -> Rejection | None:
+    """Why an ``Open`` with these fields would be refused, or None."""
+    rejection = check_item(item)
+    if rejection is not None:
+        return rejection
+    amount = parse_amount(start_amount)
+    if isinstance(amount, Rejection):
+        return amount
+    return check_currency(currency)
+
+
+def check_bid_fields(bid: BidFields) -> Rejection | None:
+    """Why a decoded bid is refused for its own fields (bidder name, auction), or None."""
+    why = check_name(bid.bidder_name)
+    if why is not None:
+        return Rejection(RejectCode.BAD_EVENT, f"bidder name: {why}")
+    if not bid.has_auction:
+        return Rejection(RejectCode.AUCTION_NOT_FOUND, "the bid names no auction")
+    return None
+
+
+def _static(fields: EventFields) -> CheckedBody | Rejection:
+    """The checks that need no state: shape of the body and its values."""
+    why = check_name(fields.author_name)
+    if why is not None:
+        return Rejection(RejectCode.BAD_EVENT, f"author name: {why}")
+    body = fields.body
+    if type(body) is AcceptBody:
+        try:
+            bid = decode_bid(body.bid)
+        except WireError as exc:
+            return Rejection(RejectCode.BAD_EVENT, f"malformed bid: {exc}")
+        if len(bid.bidder) != NODE_ID_BYTES:
+            return Rejection(RejectCode.BAD_SIGNATURE, "the bidder id is not 32 bytes")
+        rejection = check_bid_fields(bid)
+        if rejection is not None:
+            return rejection
+        if bid.auction_author != fields.author:
+            return Rejection(RejectCode.NOT_SELLER,
+                             "an Accept for an auction in another seller's log")
+        amount = parse_amount(bid.amount)
+        if isinstance(amount, Rejection):
+            return amount
+        return CheckedAccept(AuctionKey(bid.auction_author, bid.auction_seq), bid, amount)
+    if type(body) is OpenBody:
+        rejection = check_open_fields(body.item, body.start_amount, body.currency)
+        if rejection is not None:
+            return rejection
+        start = parse_amount(body.start_amount)
+        assert isinstance(start, Decimal)
+        return CheckedOpen(body.item, start, body.currency)
+    if type(body) is CloseBody:
+        if not body.present:
+            return Rejection(RejectCode.BAD_EVENT, "a Close that names no auction")
+        if body.author != fields.author:
+            return Rejection(RejectCode.NOT_SELLER,
+                             "a Close for an auction in another seller's log")
+        return CheckedClose(AuctionKey(body.author, body.seq))
+    return Rejection(RejectCode.BAD_EVENT, "the event has no body (open, accept or close)")
+
+
+# ====================================================================== signing
+
+
+#: One Ed25519 check: (public key, signed bytes, signature).
+SignatureCheck = tuple[bytes, bytes, bytes]
+
+
+def signature_checks(decoded: DecodedEvent) -> list[SignatureCheck]:
+    """The Ed25519 checks :meth:`peer.ledger.Ledger.apply_decoded` makes for ``decoded``.
+
+    The author's over the event bytes, and for an ``Accept`` the bidder's over the
+    bid bytes. If all of them hold, the event may be applied with ``verified=True``.
+    A body that fails the stateless checks needs only the author's (it is refused
+    anyway, or recorded as a fork).
+    """
+    fields = decoded.fields
+    checks = [(fields.author, decoded.signed.event, decoded.signed.signature)]
+    body = decoded.body()
+    if type(body) is CheckedAccept:
+        accept = fields.body
+        assert type(accept) is AcceptBody
+        checks.append((body.bid.bidder, accept.bid, accept.signature))
+    return checks
+
+
+def checks_pass(checks: Iterable[SignatureCheck]) -> bool:
+    """Whether every check holds. Pure and thread-safe (PyNaCl releases the GIL)."""
+    return all(verify(key, data, signature) for key, data, signature in checks)
+
+
+def signatures_valid(event: SignedEvent | DecodedEvent) -> bool:
+    """Both Ed25519 checks :meth:`peer.ledger.Ledger.apply` makes: the author's, and
+    the bidder's inside an ``Accept``.
+
+    Pure and thread-safe, so a batch can be checked on worker threads (PyNaCl
+    releases the GIL) and then applied with ``verified=True``. False for anything
+    malformed; ``apply`` without ``verified`` then says exactly what is wrong.
+    """
+    decoded = as_decoded(event)
+    if isinstance(decoded, Rejection) or isinstance(decoded.body(), Rejection):
+        return False
+    return checks_pass(signature_checks(decoded))
+
+
+def sign_event(identity: Signer, event: Event) -> SignedEvent:
+    """Serialize ``event`` once and sign those bytes with ``identity``."""
+    data = encode_event(event)
+    return SignedEvent(event=data, signature=identity.sign(data))
+
+
+def make_signed_bid(identity: Signer, key: AuctionKey, amount: str, currency: str, nonce: int,
+                    time_ms: int) -> SignedBid:
+    """A bid by ``identity`` on ``key``, signed by it (bidder and name from the identity)."""
+    data = encode_bid(Bid(auction=key.message(), bidder=identity.node_id,
+                          bidder_name=identity.name, amount=amount, currency=currency,
+                          nonce=nonce, time_ms=time_ms))
+    return SignedBid(bid=data, signature=identity.sign(data))
