@@ -28,7 +28,6 @@ from peer.gen.auction.v1 import (
     NotificationKind,
     OpenRequest,
 )
-from peer.mesh import Mesh
 from peer.node import Node
 from peer.output import Output
 
@@ -140,21 +139,34 @@ async def _start_localgrapes(nursery: trio.Nursery, out: TextIO) -> list[str]:
 
 
 async def _wait_for_mesh(nodes: list[Node]) -> None:
+    meshes = [n.mesh for n in nodes if n.mesh is not None]
     with trio.move_on_after(STEP_TIMEOUT):
         while True:
-            if all(n.mesh is not None and n.mesh.statistics().up == len(nodes) - 1
-                   for n in nodes):
+            # Taken before the check, so a change right after it still wakes us.
+            changes = [mesh.next_change() for mesh in meshes]
+            if len(meshes) == len(nodes) and all(
+                    mesh.statistics().up == len(nodes) - 1 for mesh in meshes):
                 return
             # Wake on any node's mesh change; discovery polls Grape meanwhile.
             async with trio.open_nursery() as waiters:
-                for n in nodes:
-                    assert n.mesh is not None
-                    waiters.start_soon(_wait_and_cancel, n.mesh, waiters.cancel_scope)
-    raise DemoFailed("the nodes did not discover each other in time")
+                for change in changes:
+                    waiters.start_soon(_wait_and_cancel, change, waiters.cancel_scope)
+    raise DemoFailed("the nodes did not discover each other in time:\n"
+                     + "\n".join(_mesh_report(n) for n in nodes))
 
 
-async def _wait_and_cancel(mesh: Mesh, scope: trio.CancelScope) -> None:
-    await mesh.wait_changed()
+def _mesh_report(node: Node) -> str:
+    """One line per node: which peers it knows and in what state (to say what failed)."""
+    if node.mesh is None:
+        return f"  {node.config.name}: not started"
+    links = [f"{link.name or '?'}@{link.address} {link.state}"
+             + (f" ({link.last_error})" if link.last_error else "")
+             for link in node.mesh.links.values()]
+    return f"  {node.config.name}: " + ("; ".join(links) or "no peer addresses from Grape")
+
+
+async def _wait_and_cancel(change: trio.Event, scope: trio.CancelScope) -> None:
+    await change.wait()
     scope.cancel()
 
 

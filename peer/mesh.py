@@ -309,6 +309,11 @@ class Mesh:
     async def wait_changed(self) -> None:
         await self._changed.wait()
 
+    def next_change(self) -> trio.Event:
+        """The event the next change sets. Take it before checking a condition, then
+        wait on it: a change between the check and the wait is not missed."""
+        return self._changed
+
     # ------------------------------------------------------------------ calls
 
     async def call(self, link: PeerLink, fn: Callable[[PeerStub], Awaitable[T]],
