@@ -17,13 +17,15 @@ done, and the ledger checks those events itself).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 import sys
 from typing import BinaryIO, Final
 
 from peer.identity import verify
 
-__all__ = ["CHECK_HEADER", "JOB_HEADER", "serve"]
+__all__ = ["CHECK_HEADER", "JOB_HEADER", "main", "serve"]
 
 JOB_HEADER: Final = struct.Struct(">II")
 CHECK_HEADER: Final = struct.Struct(">IHH")  # data_len, key_len, sig_len
@@ -80,5 +82,15 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         out.flush()
 
 
+def main(argv: list[str]) -> int:
+    """``python -m peer.verify_worker [NICE]``: lower this process's priority by NICE
+    (see :data:`peer.verify_pool.WORKER_NICE`), then :func:`serve` stdin and stdout."""
+    if len(argv) > 1:
+        # If it fails: full priority, slower for the node's own loop, never wrong.
+        with contextlib.suppress(ValueError, OSError):
+            os.nice(int(argv[1]))
+    return serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
 if __name__ == "__main__":
-    raise SystemExit(serve(sys.stdin.buffer, sys.stdout.buffer))
+    raise SystemExit(main(sys.argv))

@@ -7,7 +7,10 @@ Every path that says "verified" must have checked both signatures of an Accept
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -17,7 +20,7 @@ from peer.gen.auction.v1 import Accept, RejectCode, SignedBid, SignedEvent
 from peer.ledger import Ledger
 from peer.rules import Rejection
 from peer.signed_events import DecodedEvent, decode_signed, signature_checks
-from peer.verify_pool import encode_job, open_verify_pool
+from peer.verify_pool import WORKER_NICE, encode_job, open_verify_pool
 from peer.verify_worker import JOB_HEADER, answer, serve
 from tests.unit.test_ledger import C1, C2, C3, Author, bid, raw_event, sha
 
@@ -129,6 +132,58 @@ def test_worker_answers_and_refuses_malformed_jobs() -> None:
     out = io.BytesIO()
     assert serve(io.BytesIO(job[:-1]), out) == 1  # truncated job: the worker stops
     assert serve(io.BytesIO(job), out) == 0
+
+
+async def test_pool_checks_that_cannot_be_framed_count_as_failed() -> None:
+    _, log = _history()
+    checks = [c for d in _decoded(log[:3]) for c in signature_checks(d)]
+    unframable = (b"k" * 32, "not bytes", b"s" * 64)
+    forged = (checks[0][0], checks[0][1], bytes(64))
+    async with open_verify_pool(1) as pool:
+        got = await pool.check([*checks, unframable, forged])  # type: ignore[list-item]
+    assert got == [True] * len(checks) + [False, False]
+
+
+def test_a_worker_lowers_its_own_priority_before_answering() -> None:
+    with subprocess.Popen([sys.executable, "-m", "peer.verify_worker", "3"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as worker:
+        try:
+            assert worker.stdin is not None and worker.stdout is not None
+            worker.stdin.write(JOB_HEADER.pack(0, 0))  # an empty job: answered at once
+            worker.stdin.flush()
+            assert worker.stdout.read(4) == b"\x00\x00\x00\x00"
+            # It has answered, so it has already reniced itself.
+            ours = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, ours + 3)
+            worker.stdin.close()
+            assert worker.wait(10) == 0
+        finally:
+            worker.kill()
+
+
+async def test_the_pool_starts_its_workers_below_the_node_priority() -> None:
+    _, log = _history()
+    checks = signature_checks(_decoded(log[:2])[1])
+    async with open_verify_pool(2) as pool:
+        # Two jobs at once both wait for the workers the first one starts (neither
+        # finds the pool empty); a worker lowers its priority before it answers
+        # anything, so one job answered by each worker shows both have.
+        results: list[list[bool]] = []
+
+        async def check() -> None:
+            results.append(await pool.check(checks))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(check)
+            nursery.start_soon(check)
+        assert results == [[True, True]] * 2
+        job, sent = encode_job(checks)
+        for worker in pool._all:
+            assert await worker.submit(job, len(sent)) == b"\x01\x01"
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert WORKER_NICE > 0
+        assert [os.getpriority(os.PRIO_PROCESS, w.process.pid) for w in pool._all] == [
+            min(19, ours + WORKER_NICE)] * 2
 
 
 def test_rejection_type_is_shared() -> None:
