@@ -308,8 +308,9 @@ class Node:
         if applied:
             # Durable before anyone hears of it: watchers, peers, the sender.
             await self._persist(applied)
-            for note in notes:
-                self._notify(note)
+            if self._ready or self._watchers:  # else nobody hears of them (initial sync)
+                for note in notes:
+                    self._notify(note)
         if held and source is not None and self._nursery is not None and self.mesh is not None:
             mesh = self.mesh
             self._nursery.start_soon(self._pull_gate.pull_once, source,
@@ -320,11 +321,8 @@ class Node:
 
     async def _persist(self, events: list[LoggedEvent]) -> None:
         assert self.store is not None
-        await self.store.append([
-            StoredEvent(author=e.author, seq=e.seq, data=e.signed.event,
-                        signature=e.signed.signature)
-            for e in events
-        ])
+        await self.store.append([StoredEvent(e.author, e.seq, e.signed.event, e.signed.signature)
+                                 for e in events])
 
     async def _author(self, *, open: Open | None = None, accept: Accept | None = None,
                       close: Close | None = None) -> LoggedEvent:
@@ -421,12 +419,14 @@ class Node:
         while author_index < len(todo) and len(events) < PAGE_SIZE:
             author = todo[author_index]
             want = PAGE_SIZE - len(events)
-            rows = await self.store.range_async(author, max(after, theirs.get(author, 0)), want)
-            events.extend(SignedEvent(event=r.data, signature=r.signature) for r in rows)
+            rows = await self.store.range_raw_async(author, max(after, theirs.get(author, 0)),
+                                                    want)
+            events += [SignedEvent(event=data, signature=signature)
+                       for _, data, signature in rows]
             if len(rows) < want:
                 author_index, after = author_index + 1, 0
             else:
-                after = rows[-1].seq
+                after = rows[-1][0]
         done = author_index >= len(todo)
         return SyncReply(events=events), None if done else (author_index, after)
 

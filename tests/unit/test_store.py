@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -193,6 +194,32 @@ async def test_range_pages_through_one_author(store: EventStore) -> None:
     assert store.range(A, 2**64, 5) == []  # a peer's absurd head is "nothing after"
     with pytest.raises(ValueError, match="limit"):
         store.range(A, 0, 0)
+
+
+async def test_range_raw_is_range_without_the_author(store: EventStore) -> None:
+    await store.append([ev(author, seq) for seq in range(1, 11) for author in (A, B)])
+    for author, after, limit in [(A, 0, 100), (B, 3, 4), (A, 10, 5), (C, 0, 5)]:
+        assert await store.range_raw_async(author, after, limit) == [
+            (r.seq, r.data, r.signature) for r in store.range(author, after, limit)]
+    assert await store.range_raw_async(A, 2**64, 5) == []
+    with pytest.raises(ValueError, match="limit"):
+        await store.range_raw_async(A, 0, 0)
+
+
+def test_the_row_checksum_format_is_unchanged(db: Path) -> None:
+    # Files written by earlier versions must still pass: CRC-32 of the big-endian
+    # (seq u64, author, data and signature lengths u32) prefix, then the three fields.
+    row = ev(A, 7, data=b"event bytes", sig=b"s" * 64)
+    prefix = (7).to_bytes(8, "big") + b"".join(n.to_bytes(4, "big") for n in (32, 11, 64))
+    expected = zlib.crc32(prefix + A + b"event bytes" + b"s" * 64)
+
+    async def write() -> None:
+        async with EventStore.open(db) as store:
+            await store.append([row])
+
+    trio.run(write)
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT crc FROM events").fetchall() == [(expected,)]
 
 
 async def test_metadata_overwrites(store: EventStore) -> None:

@@ -106,6 +106,33 @@ def test_damage_inside_a_row_is_caught_by_range_too(tmp_path: Path) -> None:
             store.range(bytes([author]) * 32, 0, 1000)
 
 
+def test_damage_inside_a_row_is_caught_by_a_sync_page_read(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    bad = _flip_a_data_byte(_good_store(path))
+    path.write_bytes(bad)
+
+    async def read_all(store: EventStore) -> None:
+        for author in range(5):
+            await store.range_raw_async(bytes([author]) * 32, 0, 1000)
+
+    with closing(EventStore.open(path)) as store, pytest.raises(StoreCorrupt, match="checksum"):
+        trio.run(read_all, store)
+
+
+def test_a_row_whose_blob_became_another_type_is_unreadable(tmp_path: Path) -> None:
+    # What a damaged record header can do, which the row checksum never gets to see.
+    path = tmp_path / "events.sqlite3"
+    _good_store(path, events=3)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE events SET data = 'text, not a blob' WHERE seq = 2")
+    with closing(EventStore.open(path)) as store:
+        with pytest.raises(StoreCorrupt, match="unreadable"):
+            store.range(bytes([1]) * 32, 0, 10)
+        with pytest.raises(StoreCorrupt, match="unreadable"):
+            trio.run(store.range_raw_async, bytes([1]) * 32, 0, 10)
+        assert [r.seq for r in store.range(bytes([0]) * 32, 0, 10)] == [1]
+
+
 def test_another_programs_sqlite_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     with closing(sqlite3.connect(path)) as conn, conn:
