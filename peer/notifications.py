@@ -6,13 +6,12 @@ consumer names auctions, amounts and winners the same way.
 
 from __future__ import annotations
 
-from peer.auctions import BidAccepted, Closed, Opened
+from peer.auctions import BidAccepted, Opened
+from peer.auctions import Notification as LedgerNotification  # the wire has a Notification
 from peer.gen.auction.v1 import Notification, NotificationKind
 from peer.views import auction_view, bid_view
 
 __all__ = ["LedgerNotification", "notification_message"]
-
-LedgerNotification = Opened | BidAccepted | Closed
 
 
 def notification_message(note: LedgerNotification) -> Notification:
