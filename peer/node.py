@@ -58,7 +58,8 @@ from peer.gen.auction.v1 import (
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
 from peer.identity import Identity, IdentityError, verify
-from peer.ledger import Ledger, LoggedEvent
+from peer.in_order import InOrder
+from peer.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
@@ -123,6 +124,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._nonce = random.getrandbits(48)
         self._ready = False
+        self._own_events: InOrder[ApplyResult] = InOrder()
 
     # ================================================================== lifecycle
 
@@ -336,13 +338,25 @@ class Node:
         result = self.ledger.apply(signed, verified=True)
         if result.rejection is not None:  # check_* ran first; this is a bug, not input
             raise RuntimeError(f"own event refused: {result.rejection}")
-        await self._persist(result.applied)
-        if self.mesh is not None:
-            self.mesh.broadcast([e.signed for e in result.applied])
-        for note in result.notifications:
-            self._notify(note)
+        # Reserved before the first await, so in seq order: concurrent authors resume
+        # from the group commit in any order, but peers and watchers hear in seq order.
+        slot = self._own_events.reserve()
+        try:
+            await self._persist(result.applied)
+        except BaseException:
+            self._announce_own(self._own_events.fill(slot, None))
+            raise
+        self._announce_own(self._own_events.fill(slot, result))
         # Our next seq never waits behind a gap: the one applied event is this one.
         return result.applied[0]
+
+    def _announce_own(self, results: list[ApplyResult]) -> None:
+        """Push our own durable events to every peer and tell watchers, in seq order."""
+        for result in results:
+            if self.mesh is not None:
+                self.mesh.broadcast([e.signed for e in result.applied])
+            for note in result.notifications:
+                self._notify(note)
 
     def _notify(self, note: LedgerNotification) -> None:
         if self._ready:
