@@ -113,15 +113,16 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
         # unary Push (verify, apply, persist, notify) before its reply goes out, so the
         # sender has one batch in flight and learns of a failure as it would from Push.
         # Malformed input ends the stream with INVALID_ARGUMENT.
-        async for message in messages:
-            if len(message.events) > MAX_EVENTS_PER_PUSH:
-                raise GRPCError(Status.INVALID_ARGUMENT,
-                                f"at most {MAX_EVENTS_PER_PUSH} events per push")
-            try:
-                reply = await aio.from_trio(self.node.on_push, message)
-            except BadInput as exc:
-                raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
-            yield reply
+        async with aio.serial_caller(self.node.on_push) as on_push:
+            async for message in messages:
+                if len(message.events) > MAX_EVENTS_PER_PUSH:
+                    raise GRPCError(Status.INVALID_ARGUMENT,
+                                    f"at most {MAX_EVENTS_PER_PUSH} events per push")
+                try:
+                    reply = await on_push(message)
+                except BadInput as exc:
+                    raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+                yield reply
 
     async def sync(self, message: SyncRequest) -> AsyncIterator[SyncReply]:
         if len(message.heads) > MAX_HEADS:
