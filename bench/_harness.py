@@ -66,6 +66,13 @@ def percentiles(values: Sequence[float], scale: float = 1000.0) -> dict[str, flo
             "max_ms": round(ordered[-1] * scale, 3)}
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` in KiB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

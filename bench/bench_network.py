@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from bench._harness import (
     NodeProc,
     log,
     percentiles,
+    process_cpu_s,
     read_json_line,
     run_helpers,
     stop_process,
@@ -221,13 +221,7 @@ def nodes_cpu_s(nodes: Sequence[NodeProc]) -> float:
     Unlike latency, this hardly moves when other work shares the machine: it is the
     figure to compare changes by on a busy box.
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for node in nodes:
-        with open(f"/proc/{node.proc.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    return sum(process_cpu_s(node.proc.pid) for node in nodes)
 
 
 def propagation(sizes: Sequence[int] = PROPAGATION_NODES, rate: float = RATE,

@@ -28,23 +28,22 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 
 from bench import bench_core
-from bench._harness import PYTHON, ROOT, Cluster, log, read_json_line, stop_process
+from bench._harness import (
+    PYTHON,
+    ROOT,
+    Cluster,
+    log,
+    process_cpu_s,
+    read_json_line,
+    stop_process,
+)
+from bench._transport_server import MODES
 from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PushReply, PushRequest, SignedEvent
+from peer.mesh import PUSH_STREAM
 
 MESSAGES = 3000
 WARM_UP = 200
-_MODES = ("asyncio", "trio_asyncio", "crossing")
-_PUSH_STREAM = "/auction.v1.Peer/PushStream"
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far."""
-    import os
-
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _push_each(port: int, pid: int, events: list[SignedEvent]) -> dict[str, float]:
@@ -52,7 +51,7 @@ async def _push_each(port: int, pid: int, events: list[SignedEvent]) -> dict[str
     channel = Channel("127.0.0.1", port, codec=LimitedCodec())
     sender = b"\x07" * 32
     try:
-        async with channel.request(_PUSH_STREAM, Cardinality.STREAM_STREAM,
+        async with channel.request(PUSH_STREAM, Cardinality.STREAM_STREAM,
                                    PushRequest, PushReply) as stream:
             await stream.send_request()
             for event in events[:WARM_UP]:
@@ -98,7 +97,7 @@ def _node(events: list[SignedEvent]) -> dict[str, float]:
 def run(messages: int = MESSAGES) -> dict[str, Any]:
     events = bench_core._workload(messages + WARM_UP)
     out: dict[str, Any] = {}
-    for mode in _MODES:
+    for mode in MODES:
         out[mode] = _floor(mode, events)
         log(f"transport {mode}: {out[mode]}")
     out["node"] = _node(events)
