@@ -90,6 +90,13 @@ class GrapeProc:
         return f"http://127.0.0.1:{self.api_port}"
 
 
+# A port picked free can be taken before the grape binds it: tests and the nodes they
+# start open outgoing connections from the same ephemeral range. Such a start is
+# retried on fresh ports; any other early exit fails the test.
+_PORT_TAKEN = ("eaddrinuse", "address already in use")  # grape, localgrape
+_START_TRIES = 3
+
+
 @contextmanager
 def running_grapes(argv0: list[str], count: int = 2, extra: list[str] | None = None,
                    bind: str | None = "127.0.0.1") -> Iterator[list[GrapeProc]]:
@@ -98,38 +105,62 @@ def running_grapes(argv0: list[str], count: int = 2, extra: list[str] | None = N
     ``argv0`` is the command that starts one grape (the real one or
     ``[python, -m, localgrape]``); it must take grape's CLI flags.
     """
+    for attempt in range(1, _START_TRIES + 1):
+        procs = _start_grapes(argv0, count, extra, bind)
+        try:
+            failed = _first_early_exit(procs)
+            if failed is None:
+                yield procs
+                return
+            if attempt == _START_TRIES or not any(m in failed.lower() for m in _PORT_TAKEN):
+                pytest.fail(f"grape exited early: {failed}")
+        finally:
+            _stop_grapes(procs)
+
+
+def _start_grapes(argv0: list[str], count: int, extra: list[str] | None,
+                  bind: str | None) -> list[GrapeProc]:
     dht_ports = [free_tcp_udp_port() for _ in range(count)]
     api_ports = [free_port() for _ in range(count)]
     procs: list[GrapeProc] = []
-    try:
-        for i in range(count):
-            others = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(dht_ports) if j != i)
-            args = [*argv0, "--dp", str(dht_ports[i]), "--aph", str(api_ports[i]),
-                    "--bn", others]
-            if bind is not None:
-                args += ["-b", bind]
-            args += extra or []
+    for i in range(count):
+        others = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(dht_ports) if j != i)
+        args = [*argv0, "--dp", str(dht_ports[i]), "--aph", str(api_ports[i]),
+                "--bn", others]
+        if bind is not None:
+            args += ["-b", bind]
+        args += extra or []
+        try:
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            procs.append(GrapeProc(dht_ports[i], api_ports[i], proc))
-        for g in procs:
-            wait_until(lambda g=g: grape_answers(g.url) or g.proc.poll() is not None,
-                       timeout=20, what=f"grape on {g.api_port}")
-            if g.proc.poll() is not None:
-                err = g.proc.stderr.read().decode() if g.proc.stderr else ""
-                pytest.fail(f"grape exited early ({g.proc.returncode}): {err}")
-        yield procs
-    finally:
-        for g in procs:
-            g.proc.terminate()
-        for g in procs:
-            try:
-                g.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                g.proc.kill()
-                g.proc.wait()
-            if g.proc.stderr:
-                g.proc.stderr.close()
+        except BaseException:
+            _stop_grapes(procs)
+            raise
+        procs.append(GrapeProc(dht_ports[i], api_ports[i], proc))
+    return procs
 
+
+def _first_early_exit(procs: list[GrapeProc]) -> str | None:
+    """Wait until every grape answers; the exit code and stderr of one that died instead."""
+    for g in procs:
+        wait_until(lambda g=g: grape_answers(g.url) or g.proc.poll() is not None,
+                   timeout=20, what=f"grape on {g.api_port}")
+        if g.proc.poll() is not None:
+            err = g.proc.stderr.read().decode() if g.proc.stderr else ""
+            return f"({g.proc.returncode}): {err}"
+    return None
+
+
+def _stop_grapes(procs: list[GrapeProc]) -> None:
+    for g in procs:
+        g.proc.terminate()
+    for g in procs:
+        try:
+            g.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            g.proc.kill()
+            g.proc.wait()
+        if g.proc.stderr:
+            g.proc.stderr.close()
 
 
 async def grape_post(grape: GrapeProc, path: str, data: object, *,
