@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST,
                        help=f"address for the public Peer service (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=0,
-                       help="public port; 0 picks a free one (default 0)")
+                       help="public port; 0 (the default) picks a free one on the first "
+                            "start and reuses it later (remembered in the data dir)")
     serve.add_argument("--data-dir", type=Path, metavar="DIR",
                        help="key, event database and control socket (default "
                             "$AUCTION_PEER_HOME/NAME, home ~/.auction-peer)")

@@ -261,6 +261,18 @@ class Mesh:
             if link.node_id == node_id and link.state == UP:
                 self.mark_down(link, "left")
 
+    def reprobe_soon(self, node_id: bytes) -> None:
+        """``node_id`` says Hello to us: if it is down here, probe it now, not at backoff.
+
+        A restarted node comes back at the same address (its port is remembered), where
+        a backoff of up to ``Backoff.cap`` may be running. Only a probe of our own marks
+        it up, so a Hello that lies about its node id costs one Hello back.
+        """
+        for link in self.links.values():
+            if link.node_id == node_id and link.state == DOWN and link.retry_at != math.inf:
+                link.retry_at = trio.current_time()
+                self._poke()
+
     def _poke(self) -> None:
         self._changed.set()
         self._changed = trio.Event()

@@ -8,6 +8,7 @@ acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -21,7 +22,7 @@ import trio
 from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
-from peer import aio, paths
+from peer import aio, paths, port_memory
 from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
@@ -167,9 +168,8 @@ class Node:
         control_server = Server([ControlService(self)], codec=LimitedCodec())
         socket_path = paths.control_socket_path(config.data_dir)
         async with GrapeClient(list(config.grape_urls)) as grape:
-            await aio.start_server(peer_server, host=config.host, port=config.port)
+            self.port = await self._bind_peer_server(peer_server)
             try:
-                self.port = peer_server.port
                 self._remove_stale_socket(socket_path)
                 # Only this user may drive the node: create the socket 0600 from the start.
                 old_umask = os.umask(0o177)
@@ -211,6 +211,42 @@ class Node:
                 if self.mesh is not None:
                     # Calls cancelled mid-flight may have reopened a channel.
                     self.mesh.close_channels(final=True)
+
+    async def _bind_peer_server(self, server: Server) -> int:
+        """Start the public server; returns its port.
+
+        ``--port P`` binds P. Otherwise the port picked on an earlier start is reused
+        (it is remembered in the data dir), so the node keeps one address; when that
+        port is taken, a new one is picked and remembered instead.
+        """
+        config = self.config
+        if config.port:
+            await aio.start_server(server, host=config.host, port=config.port)
+            return config.port
+        remembered = port_memory.recall(config.data_dir)
+        if remembered is not None:
+            try:
+                await aio.start_server(server, host=config.host, port=remembered)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise  # e.g. a --host that is not ours: a new port would fail the same
+                log.warning("%s: port %d (remembered from the last start) is taken; "
+                            "picking a new one", config.name, remembered)
+            else:
+                log.info("%s: reusing port %d from the last start", config.name, remembered)
+                return remembered
+        await aio.start_server(server, host=config.host, port=0)
+        port = server.port
+        try:
+            port_memory.remember(config.data_dir, port)
+        except OSError as exc:
+            # Not fatal: the node works, it only gets a new address next time.
+            log.warning("%s: cannot remember port %d in %s (%s): the next start picks "
+                        "another one", config.name, port, config.data_dir, exc)
+        else:
+            log.info("%s: picked port %d; later starts reuse it (pass --port to choose)",
+                     config.name, port)
+        return port
 
     @staticmethod
     def _remove_stale_socket(socket_path: Path) -> None:
@@ -405,6 +441,8 @@ class Node:
 
     async def on_hello(self, request: HelloRequest) -> HelloReply:
         assert self.identity is not None
+        if self.mesh is not None and request.node_id != self.identity.node_id:
+            self.mesh.reprobe_soon(request.node_id)
         return HelloReply(node_id=self.identity.node_id, name=self.config.name,
                           heads=self.heads())
 
