@@ -27,6 +27,8 @@ from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
+from peer.control_socket import ControlSocketError, clear_stale
+from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
     Accept,
     BidRequest,
@@ -77,6 +79,8 @@ log = logging.getLogger(__name__)
 WATCH_BUFFER = 256
 # How long start-up waits for peers to answer Hello before syncing from those that did.
 INITIAL_PROBE_WAIT = 1.0
+# How long a stopping node waits for its servers' handlers to end (they are cancelled).
+STOP_WAIT = 5.0
 
 # (index into the sorted authors still to send, last seq sent of that author)
 SyncCursor = tuple[int, int]
@@ -133,18 +137,21 @@ class Node:
                   ) -> None:
         """Run until cancelled; ``started()`` is called only after the initial sync."""
         config = self.config
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.identity = Identity.load_or_create(paths.key_path(config.data_dir), config.name)
-        store = EventStore.open(paths.database_path(config.data_dir))
-        self.store = store
-        try:
-            rebuilt = self._rebuild(store)
-            log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
-                     paths.database_path(config.data_dir))
-            async with aio.open_loop() as loop, store:
-                await self._serve(aio.Bridge(loop), task_status)
-        finally:
-            store.close()
+        # Before the key or the database is touched: a second node on this data dir
+        # would append to the same log with the same key.
+        with DataDirLock.acquire(config.data_dir):
+            self.identity = Identity.load_or_create(paths.key_path(config.data_dir),
+                                                    config.name)
+            store = EventStore.open(paths.database_path(config.data_dir))
+            self.store = store
+            try:
+                rebuilt = self._rebuild(store)
+                log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
+                         paths.database_path(config.data_dir))
+                async with aio.open_loop() as loop, store:
+                    await self._serve(aio.Bridge(loop), task_status)
+            finally:
+                store.close()
 
     def _rebuild(self, store: EventStore) -> int:
         # Rows were verified before they were stored and carry a CRC, so the
@@ -170,7 +177,7 @@ class Node:
         async with GrapeClient(list(config.grape_urls)) as grape:
             self.port = await self._bind_peer_server(peer_server)
             try:
-                self._remove_stale_socket(socket_path)
+                clear_stale(socket_path)
                 # Only this user may drive the node: create the socket 0600 from the start.
                 old_umask = os.umask(0o177)
                 try:
@@ -203,10 +210,15 @@ class Node:
                             with trio.CancelScope(shield=True):
                                 await self._goodbye()
                 finally:
-                    await aio.stop_server(control_server)
+                    # First, before any await: a stop by signal arrives as a
+                    # cancellation, and the first checkpoint would end this block.
+                    # The data dir's lock, still held, makes the socket ours.
                     socket_path.unlink(missing_ok=True)
+                    with trio.move_on_after(STOP_WAIT, shield=True):
+                        await aio.stop_server(control_server)
             finally:
-                await aio.stop_server(peer_server)
+                with trio.move_on_after(STOP_WAIT, shield=True):
+                    await aio.stop_server(peer_server)
                 self._close_watchers()
                 if self.mesh is not None:
                     # Calls cancelled mid-flight may have reopened a channel.
@@ -247,12 +259,6 @@ class Node:
             log.info("%s: picked port %d; later starts reuse it (pass --port to choose)",
                      config.name, port)
         return port
-
-    @staticmethod
-    def _remove_stale_socket(socket_path: Path) -> None:
-        # A node killed with SIGKILL leaves its socket file behind.
-        if socket_path.exists() or socket_path.is_symlink():
-            socket_path.unlink()
 
     async def _initial_sync(self, grape: GrapeClient) -> int:
         """Pull from every peer that is up; returns how many events that added."""
@@ -609,15 +615,23 @@ def serve(config: NodeConfig) -> int:
     failures: list[BaseException] = []
     try:
         trio.run(main)
-    except* (OSError, StoreError, IdentityError) as group:
-        # Expected ways to fail at start (port taken, damaged database or key):
-        # one readable line each, no traceback.
-        failures.extend(group.exceptions)
+    except* (OSError, StoreError, IdentityError, DataDirInUse, ControlSocketError) as group:
+        # Expected ways to fail at start (port taken, damaged database or key, data
+        # dir or control socket in use): one readable line each, no traceback.
+        failures.extend(_leaves(group))
     except* KeyboardInterrupt:
         log.info("%s: interrupted while starting", config.name)
     for failure in failures:
         log.error("%s: %s", config.name, failure)
     return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups (nurseries nest them)."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _setup_logging(json_output: bool) -> None:

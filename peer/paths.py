@@ -46,3 +46,8 @@ def database_path(data_dir: Path) -> Path:
 
 def key_path(data_dir: Path) -> Path:
     return data_dir / "node.key"
+
+
+def lock_path(data_dir: Path) -> Path:
+    """The file ``serve`` locks so that one data dir has at most one node."""
+    return data_dir / "node.lock"

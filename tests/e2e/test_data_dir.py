@@ -1,0 +1,99 @@
+"""One node per data dir, and its control socket, through real `serve` processes.
+
+These nodes need no network: they point at a Grape that is not there (a closed
+loopback port), which a node survives by design, and are driven through the CLI.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peer import paths
+from tests.e2e.harness import PY, NodeProc, child_env
+from tests.support import ROOT
+
+# Nothing listens on the discard port on loopback: "no grape answers", quickly.
+NO_GRAPE = "http://127.0.0.1:9"
+
+
+def serve_once(data_dir: Path, name: str = "Client#1", *extra: str,
+               timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Run a `serve` that is expected to refuse to start; fails the test if it hangs."""
+    return subprocess.run(
+        [PY, "-m", "peer", "serve", "--name", name, "--data-dir", str(data_dir),
+         "--grape", NO_GRAPE, "--port", "0", *extra],
+        capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeProc]:
+    started = NodeProc("Client#1", tmp_path / "Client1", [NO_GRAPE]).start()
+    try:
+        yield started
+    finally:
+        if started.proc is not None:
+            started.stop()
+
+
+def test_second_serve_on_the_same_data_dir_exits_at_once(node: NodeProc) -> None:
+    assert node.proc is not None
+    second = serve_once(node.data_dir)
+    assert second.returncode != 0
+    assert f"data dir {node.data_dir} is in use (pid {node.proc.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    # The first node lost nothing: its socket is still there and it still answers.
+    assert node.proc.poll() is None
+    status = node.cli("status", "--json")
+    assert status.code == 0, status
+    assert status.json()["node_id"] == node.ready["node_id"]
+
+
+def test_restart_after_sigkill_takes_the_lock_and_replaces_the_dead_socket(
+        node: NodeProc) -> None:
+    socket_path = Path(node.ready["control_socket"])
+    node.kill()
+    assert socket_path.is_socket(), "SIGKILL leaves the socket behind: the case under test"
+    node.start()
+    assert node.cli("status").code == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_clean_stop_removes_the_control_socket(node: NodeProc, sig: signal.Signals) -> None:
+    socket_path = Path(node.ready["control_socket"])
+    assert socket_path.is_socket()
+    assert node.stop(sig) == 0
+    assert not socket_path.exists() and not socket_path.is_symlink()
+    assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
+
+
+def test_a_socket_that_answers_is_never_removed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    socket_path = paths.control_socket_path(data_dir)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as squatter:
+        squatter.bind(str(socket_path))
+        squatter.listen()
+        refused = serve_once(data_dir)
+        assert refused.returncode != 0
+        assert f"another process answers on the control socket {socket_path}" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        # Still the squatter's: a client still gets through to it.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(socket_path))
+
+
+def test_something_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    socket_path = paths.control_socket_path(data_dir)
+    socket_path.write_text("not a socket")
+    refused = serve_once(data_dir)
+    assert refused.returncode != 0
+    assert "exists and is not a socket" in refused.stderr
+    assert socket_path.read_text() == "not a socket"
