@@ -604,9 +604,11 @@ def serve(config: NodeConfig) -> int:
         return 2
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(Node(config).run)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # The receiver comes first: the ready line is out before `start` returns, and
+        # a SIGTERM sent on seeing it must stop the node cleanly, not kill it.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(Node(config).run)
                 async for signum in signals:
                     log.info("%s: stopping (%s)", config.name, signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
