@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
+import anyio
 import httpx
 
 from ._errors import GrapeUnavailable
@@ -37,6 +38,16 @@ _GET_HASH_RE: Final = re.compile(r"[0-9a-fA-F]{40}")
 # httpx's default keepalive_expiry is also 5 s, so a pooled connection could be
 # reused just as the server closes it. Drop idle connections well before that.
 _KEEPALIVE_EXPIRY: Final = 2.0
+
+#: The largest reply read from a grape. Real answers are small: a lookup lists at
+#: most 100 "host:port" strings (about 3 KB), a get carries a value under 1000 UTF-16
+#: code units (under 10 KB as escaped JSON). 1 MiB leaves two orders of magnitude of
+#: headroom and keeps a broken or hostile grape from filling memory.
+MAX_REPLY_BYTES: Final = 1024 * 1024
+
+
+class _BrokenReply(Exception):
+    """Internal: the grape's reply was too large; treated like an unreachable grape."""
 
 
 class _State(enum.Enum):
@@ -73,6 +84,12 @@ class GrapeClient:
         timeout: seconds allowed for each phase of a request (connect, write,
             read, pool), as in :class:`httpx.Timeout`. The grenache Node client
             uses 2.5 s.
+        deadline: seconds allowed for a whole request to one grape, reply
+            included (a grape that drips its answer byte by byte passes every
+            per-phase timeout); past it the next grape is tried. Default: twice
+            ``timeout``.
+        max_reply_bytes: the largest reply read (:data:`MAX_REPLY_BYTES`); a
+            larger one is dropped unread and the next grape is tried.
         transport: an httpx transport to use instead of the network, e.g.
             :class:`httpx.MockTransport` in tests.
 
@@ -86,6 +103,8 @@ class GrapeClient:
         urls: str | Sequence[str],
         *,
         timeout: float = 2.5,
+        deadline: float | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         url_list = [urls] if isinstance(urls, str) else list(urls)
@@ -95,6 +114,12 @@ class GrapeClient:
             _check_url(url)
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if deadline is not None and not deadline > 0:
+            raise ValueError(f"deadline must be positive, not {deadline!r}")
+        if not max_reply_bytes > 0:
+            raise ValueError(f"max_reply_bytes must be positive, not {max_reply_bytes!r}")
+        self._deadline = 2 * timeout if deadline is None else deadline
+        self._max_reply_bytes = max_reply_bytes
         self._urls: tuple[str, ...] = tuple(u.rstrip("/") for u in url_list)
         self._current = 0
         self._state = _State.UNOPENED
@@ -262,15 +287,18 @@ class GrapeClient:
         ).encode("ascii")
         failures: list[str] = []
         start = self._current
-        last_exc: httpx.TransportError | None = None
+        last_exc: Exception | None = None
         for step in range(len(self._urls)):
             index = (start + step) % len(self._urls)
             url = self._urls[index]
             try:
-                status, raw = await self._post(f"{url}/{endpoint}", body)
-            except httpx.TransportError as exc:
-                logger.debug("grape %s unreachable for /%s: %r", url, endpoint, exc)
-                failures.append(f"{url} ({type(exc).__name__}: {exc})")
+                with anyio.fail_after(self._deadline):
+                    status, raw = await self._post(f"{url}/{endpoint}", body)
+            except (httpx.TransportError, _BrokenReply, TimeoutError) as exc:
+                reason = (f"no complete reply within {self._deadline:g} s"
+                          if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
+                logger.debug("grape %s unreachable for /%s: %s", url, endpoint, reason)
+                failures.append(f"{url} ({reason})")
                 last_exc = exc
                 continue
             if index != self._current:
@@ -294,10 +322,34 @@ class GrapeClient:
             else:
                 # Raw bytes: Grape never sets Content-Encoding (§1), and decoding
                 # one that some other server set could only fail in new ways.
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                raw = await self._read_capped(response)
         finally:
             await response.aclose()
+        if len(raw) > self._max_reply_bytes:
+            raise _BrokenReply(f"reply of {len(raw)} bytes exceeds {self._max_reply_bytes}")
         return response.status_code, raw
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The body, refused as soon as it (or its declared length) passes the cap."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_reply_bytes:
+            raise _BrokenReply(f"reply of {declared} bytes exceeds {self._max_reply_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        # Leaving httpx's body iterator early (break, raise) leaves its nested async
+        # generators unfinished, which trio reports as a ResourceWarning
+        # (encode/httpx#3686). Cancelling instead lands in the innermost read, and the
+        # cancellation unwinds and finishes every generator on its way out.
+        with anyio.CancelScope() as stop_reading:
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > self._max_reply_bytes:
+                    stop_reading.cancel()
+                    continue
+                chunks.append(chunk)
+        if size > self._max_reply_bytes:
+            raise _BrokenReply(f"reply longer than {self._max_reply_bytes} bytes")
+        return b"".join(chunks)
 
 
 def _check_url(url: object) -> None:

@@ -36,12 +36,24 @@ class NodeConfig:
     announce_interval: float = 5.0
     lookup_interval: float = 2.0
     anti_entropy_interval: float = 3.0
+    # Bounds on the address set from Grape (peer/address_book.py; README, Limits).
+    max_addresses: int = 1000
+    max_new_addresses_per_lookup: int = 100
+    forget_after: float = 600.0
 
 
 _INTERVAL_ENV = {
     "announce_interval": "AUCTION_PEER_ANNOUNCE_INTERVAL",
     "lookup_interval": "AUCTION_PEER_LOOKUP_INTERVAL",
     "anti_entropy_interval": "AUCTION_PEER_ANTI_ENTROPY_INTERVAL",
+}
+
+
+# Limits: (environment variable, smallest allowed value, largest allowed value).
+_LIMIT_ENV: dict[str, tuple[str, float, float]] = {
+    "max_addresses": ("AUCTION_PEER_MAX_ADDRESSES", 1, 1_000_000),
+    "max_new_addresses_per_lookup": ("AUCTION_PEER_MAX_NEW_ADDRESSES_PER_LOOKUP", 1, 1_000_000),
+    "forget_after": ("AUCTION_PEER_FORGET_AFTER", 1, 30 * 86400),
 }
 
 
@@ -61,5 +73,22 @@ def with_env_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeCo
             raise ValueError(f"{var} must be a number of seconds, not {raw!r}") from None
         if not 0 < value < 3600:
             raise ValueError(f"{var} must be between 0 and 3600 seconds, not {raw!r}")
+        config = replace(config, **{attr: value})  # type: ignore[arg-type]
+    return _with_limit_overrides(config, environ)
+
+
+def _with_limit_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeConfig:
+    for attr, (var, low, high) in _LIMIT_ENV.items():
+        raw = environ.get(var)
+        if raw is None:
+            continue
+        integral = isinstance(getattr(config, attr), int)
+        try:
+            value: float = int(raw) if integral else float(raw)
+        except ValueError:
+            kind = "a whole number" if integral else "a number"
+            raise ValueError(f"{var} must be {kind}, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{var} must be between {low:g} and {high:g}, not {raw!r}")
         config = replace(config, **{attr: value})  # type: ignore[arg-type]
     return config

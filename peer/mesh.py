@@ -21,6 +21,7 @@ import functools
 import logging
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,14 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 
 from peer import aio
+from peer.address_book import (
+    AddressLimits,
+    PeerView,
+    admit,
+    describe_failure,
+    forget_dead,
+    peer_views,
+)
 from peer.backoff import Backoff
 from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import (
@@ -96,6 +105,9 @@ class PeerLink:
     channel: Channel | None = None
     outbox_send: Outbox | None = None  # the name tests know; the trio channel it once was
     last_error: str = ""
+    reason: str = ""  # last_error in a few words, for `status`
+    since: float = field(default_factory=time.time)  # wall clock of the last state change
+    down_since: float = 0.0  # trio clock: down without a break since then
     push_streams: int = 0  # PushStreams opened to this peer: one per connection, ideally
 
     closed: bool = False
@@ -139,8 +151,11 @@ class Mesh:
     """Discovery results in, fan-out and peer calls out."""
 
     def __init__(self, node_id: bytes, own_address: str, hooks: MeshHooks,
-                 bridge: aio.Bridge) -> None:
+                 bridge: aio.Bridge, limits: AddressLimits | None = None) -> None:
         self.node_id = node_id
+        self.address_limits = limits or AddressLimits()
+        # Forgotten addresses and until when (trio clock); bounded like the links.
+        self._forgotten: dict[str, float] = {}
         self.bridge = bridge
         self.own_address = own_address
         self.hooks = hooks
@@ -176,17 +191,45 @@ class Mesh:
     # ------------------------------------------------------------------ discovery
 
     def add_addresses(self, addresses: Iterable[str]) -> list[PeerLink]:
-        """Start probing every address not seen before; returns their new links."""
+        """Start probing the addresses worth taking in; returns their new links.
+
+        First forgets addresses that stayed down too long, then admits at most
+        ``max_new_per_lookup`` new ones within ``max_known`` (``peer.address_book``).
+        """
+        now = trio.current_time()
+        self._forget(forget_dead(self.links, now, self.address_limits.forget_after), now)
+        admitted, evicted = admit(self.links, addresses, self.own_address, self._forgotten,
+                                  now, self.address_limits)
+        self._forget(evicted, now)
         new = []
-        for address in addresses:
-            if address == self.own_address or address in self.links:
-                continue
+        for address in admitted:
             link = PeerLink(address)
             self.links[address] = link
             new.append(link)
             if self._nursery is not None:
                 self._nursery.start_soon(self.probe, link)
         return new
+
+    def _forget(self, addresses: list[str], now: float) -> None:
+        """Drop ``addresses`` from the mesh; Grape's answers bring them back only
+        after ``forget_after``."""
+        for address in addresses:
+            link = self.links.pop(address)
+            link.close_channel()
+            log.debug("forgot %s (%s)", address, link.reason or "never answered")
+            self._forgotten.pop(address, None)
+            self._forgotten[address] = now + self.address_limits.forget_after
+        expired = [a for a, until in self._forgotten.items() if until <= now]
+        for address in expired:
+            del self._forgotten[address]
+        while len(self._forgotten) > self.address_limits.max_known:
+            del self._forgotten[next(iter(self._forgotten))]  # the oldest entry
+        if addresses:
+            self._poke()
+
+    def peer_views(self) -> tuple[list[PeerView], int]:
+        """`status`: one view per known node, and how many addresses never answered."""
+        return peer_views(self.links.values(), trio.current_time())
 
     async def wait_probed(self, links: Iterable[PeerLink]) -> None:
         """Wait until every one of ``links`` has answered its first probe or failed.
@@ -231,6 +274,8 @@ class Mesh:
     def _mark_up(self, link: PeerLink) -> None:
         was = link.state
         link.state = UP
+        if was != UP:
+            link.since = time.time()
         link.backoff.reset()
         link.last_error = ""
         if link.outbox_send is None and self._nursery is not None:
@@ -245,7 +290,11 @@ class Mesh:
         was = link.state
         reason = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
         link.state = DOWN
+        if was != DOWN:
+            link.since = time.time()
+            link.down_since = trio.current_time()
         link.last_error = reason
+        link.reason = describe_failure(exc)
         link.retry_at = trio.current_time() + link.backoff.next_delay()
         link.close_channel()
         self._poke()

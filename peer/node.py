@@ -23,6 +23,7 @@ from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, paths, port_memory
+from peer.address_book import AddressLimits
 from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
@@ -188,7 +189,10 @@ class Node:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
                         self.mesh = Mesh(self.identity.node_id,
-                                         f"{config.host}:{self.port}", self, bridge)
+                                         f"{config.host}:{self.port}", self, bridge,
+                                         AddressLimits(config.max_addresses,
+                                                       config.max_new_addresses_per_lookup,
+                                                       config.forget_after))
                         await nursery.start(self.mesh.run)
                         announcer = functools.partial(announce_forever, grape, config.service,
                                                       self.port,
@@ -560,16 +564,16 @@ class Node:
 
     async def control_status(self) -> StatusReply:
         assert self.identity is not None and self.mesh is not None
-        peers = [
-            PeerStatus(node_id=link.node_id, name=link.name, address=link.address,
-                       up=link.state == "up", detail=_link_detail(link))
-            for link in self.mesh.links.values() if link.state != "self"
-        ]
+        views, unanswered = self.mesh.peer_views()
+        peers = [PeerStatus(node_id=v.node_id, name=v.name, address=v.address,
+                            up=v.state == "up", detail=v.detail, state=v.state,
+                            since_ms=int(v.since * 1000))
+                 for v in views]
         return StatusReply(
             node_id=self.identity.node_id, name=self.config.name,
             address=f"{self.config.host}:{self.port}", peers=peers, heads=self.heads(),
             forks=[ForkMsg(author=a, seq=s) for a, s in self.ledger.forks()],
-            events=self.ledger.event_count,
+            events=self.ledger.event_count, unanswered_addresses=unanswered,
         )
 
     def control_subscribe(self) -> trio.MemoryReceiveChannel[Notification]:
@@ -582,13 +586,6 @@ class Node:
         if auction is None:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
         return ControlReply(auction=auction_view(auction))
-
-
-def _link_detail(link: PeerLink) -> str:
-    if link.state == "down":
-        wait = max(0.0, link.retry_at - trio.current_time())
-        return f"down ({link.last_error}), retry in {wait:.1f}s"
-    return "lagging" if link.lagging else link.state
 
 
 # ====================================================================== entry point

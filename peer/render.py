@@ -7,6 +7,7 @@ One place renders the wire views (``AuctionView``, ``Notification``,
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from peer.gen.auction.v1 import (
@@ -140,21 +141,44 @@ def status_json(status: StatusReply) -> dict[str, Any]:
         "node_id": status.node_id.hex(),
         "address": status.address,
         "events": status.events,
-        "peers": [{"name": p.name, "node_id": p.node_id.hex(), "address": p.address,
-                   "up": p.up, "detail": p.detail} for p in status.peers],
+        "peers": [{"name": p.name, "node_id": p.node_id.hex(), "state": p.state,
+                   "since": _iso(p.since_ms), "address": p.address, "up": p.up,
+                   "detail": p.detail} for p in status.peers],
+        "unanswered_addresses": status.unanswered_addresses,
         "heads": {h.author.hex(): h.seq for h in status.heads},
         "forks": [{"author": f.author.hex(), "seq": f.seq} for f in status.forks],
     }
 
 
 def status_lines(status: StatusReply) -> list[str]:
+    """`status`: one line per peer node (name, state, since when), not per address."""
     lines = [f"{status.name} ({short_id(status.node_id)}) on {status.address}: "
              f"{status.events} event(s) from {len(status.heads)} author(s)"]
     if not status.peers:
         lines.append("  peers: none known yet")
     for p in status.peers:
-        who = f"{p.name} ({short_id(p.node_id)})" if p.node_id else "(unknown)"
-        lines.append(f"  peer {who:<28} {p.address:<22} {p.detail}")
+        who = f"{p.name} ({short_id(p.node_id)})"
+        where = f"at {p.address}" if p.up else f"last at {p.address}"
+        detail = f" ({p.detail})" if p.detail else ""
+        lines.append(f"  peer {who:<28} {p.state:<4} since {_clock(p.since_ms)}  "
+                     f"{where}{detail}")
+    if status.unanswered_addresses:
+        lines.append(f"  {status.unanswered_addresses} address(es) from Grape never "
+                     "answered")
     for f in status.forks:
         lines.append(f"  FORK: author {short_id(f.author)} published two events at seq {f.seq}")
     return lines
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000)) if ms else ""
+
+
+def _clock(ms: int) -> str:
+    """Local time of day, with the date when it was not today."""
+    if not ms:
+        return "?"
+    then = time.localtime(ms / 1000)
+    today = time.localtime()
+    same_day = then[:3] == today[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", then)

@@ -32,3 +32,19 @@ def test_env_overrides_reject_bad_values(raw: str) -> None:
     base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
     with pytest.raises(ValueError, match="AUCTION_PEER_ANTI_ENTROPY_INTERVAL"):
         with_env_overrides(base, {"AUCTION_PEER_ANTI_ENTROPY_INTERVAL": raw})
+
+
+def test_env_overrides_set_the_address_limits() -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    cfg = with_env_overrides(base, {"AUCTION_PEER_MAX_ADDRESSES": "50",
+                                    "AUCTION_PEER_MAX_NEW_ADDRESSES_PER_LOOKUP": "5",
+                                    "AUCTION_PEER_FORGET_AFTER": "90.5"})
+    assert (cfg.max_addresses, cfg.max_new_addresses_per_lookup, cfg.forget_after) \
+        == (50, 5, 90.5)
+
+
+@pytest.mark.parametrize("raw", ["0", "1.5", "lots", "-3"])
+def test_env_overrides_reject_bad_limits(raw: str) -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    with pytest.raises(ValueError, match="AUCTION_PEER_MAX_ADDRESSES"):
+        with_env_overrides(base, {"AUCTION_PEER_MAX_ADDRESSES": raw})

@@ -598,7 +598,17 @@ class PeerStatus(betterproto2.Message):
 
     detail: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
-    e.g. "down, retry in 4.0s"
+    e.g. "refused, retry in 4s"
+    """
+
+    state: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    "up" or "down"
+    """
+
+    since_ms: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    """
+    wall clock (Unix ms) of the last change of state
     """
 
 
@@ -721,6 +731,11 @@ class StatusReply(betterproto2.Message):
     forks: "list[Fork]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
     events: "int" = betterproto2.field(7, betterproto2.TYPE_UINT64)
+
+    unanswered_addresses: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
+    """
+    Addresses from Grape that never answered a Hello (not listed in peers).
+    """
 
 
 default_message_pool.register_message("auction.v1", "StatusReply", StatusReply)

@@ -1,0 +1,143 @@
+"""The mesh's address set stays bounded whatever Grape answers, and `status` shows nodes."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, cast
+
+import trio
+import trio.testing
+
+from peer.address_book import AddressLimits, admit, describe_failure, peer_views
+from peer.aio import Bridge
+from peer.gen.auction.v1 import Head
+from peer.mesh import DOWN, UP, Mesh, PeerLink
+
+LIMITS = AddressLimits(max_known=50, max_new_per_lookup=10, forget_after=60.0)
+
+
+class _Hooks:
+    def heads(self) -> list[Head]:
+        return []
+
+    def peer_up(self, link: PeerLink) -> None:
+        pass
+
+    def peer_down(self, link: PeerLink, reason: str) -> None:
+        pass
+
+
+def _mesh(limits: AddressLimits = LIMITS) -> Mesh:
+    # No nursery: add_addresses records links without starting probes.
+    return Mesh(b"me", "127.0.0.1:1", _Hooks(), cast(Bridge, None), limits)
+
+
+def _junk(start: int, count: int) -> list[str]:
+    return [f"127.9.{n // 250}.{n % 250}:{1000 + n}" for n in range(start, start + count)]
+
+
+def test_one_lookup_adds_at_most_its_share_and_never_own_or_known() -> None:
+    async def main() -> None:
+        mesh = _mesh()
+        new = mesh.add_addresses(["127.0.0.1:1", *_junk(0, 20_000)])
+        assert len(new) == LIMITS.max_new_per_lookup
+        assert "127.0.0.1:1" not in mesh.links
+        again = mesh.add_addresses([link.address for link in new])
+        assert again == []
+
+    trio.run(main)
+
+
+def test_endless_new_addresses_stay_within_the_cap_and_answered_peers_stay() -> None:
+    async def main() -> None:
+        mesh = _mesh()
+        honest = mesh.add_addresses(["127.0.0.1:7000"])[0]
+        honest.node_id, honest.name = b"honest", "Client#2"
+        mesh._mark_up(honest)
+        for lookup in range(100):
+            for link in mesh.add_addresses(_junk(lookup * 1000, 1000)):
+                mesh.mark_down(link, ConnectionRefusedError(111, "Connect call failed"))
+            assert len(mesh.links) <= LIMITS.max_known
+            await trio.sleep(1)
+        assert mesh.links["127.0.0.1:7000"].state == UP
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_addresses_down_long_enough_are_forgotten_and_not_taken_back_at_once() -> None:
+    async def main() -> None:
+        mesh = _mesh()
+        (dead,) = mesh.add_addresses(["127.9.9.9:5000"])
+        mesh.mark_down(dead, ConnectionRefusedError(111, "Connect call failed"))
+        await trio.sleep(LIMITS.forget_after - 1)
+        mesh.add_addresses([])
+        assert "127.9.9.9:5000" in mesh.links  # not yet
+        await trio.sleep(2)
+        assert mesh.add_addresses(["127.9.9.9:5000"]) == []
+        assert "127.9.9.9:5000" not in mesh.links
+        await trio.sleep(LIMITS.forget_after + 1)
+        assert [link.address for link in mesh.add_addresses(["127.9.9.9:5000"])] \
+            == ["127.9.9.9:5000"]
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_peer_that_comes_back_up_is_not_forgotten() -> None:
+    async def main() -> None:
+        mesh = _mesh()
+        (link,) = mesh.add_addresses(["127.9.9.9:5000"])
+        link.node_id = b"x"
+        mesh.mark_down(link, "refused")
+        await trio.sleep(LIMITS.forget_after / 2)
+        mesh._mark_up(link)
+        mesh.mark_down(link, "refused")  # down again: the clock restarts
+        await trio.sleep(LIMITS.forget_after / 2 + 1)
+        mesh.add_addresses([])
+        assert "127.9.9.9:5000" in mesh.links
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_admit_samples_instead_of_always_taking_the_first() -> None:
+    picks = {tuple(admit({}, _junk(0, 100), "", {}, 0.0, LIMITS, random.Random(seed))[0])
+             for seed in range(5)}
+    assert len(picks) > 1
+
+
+class _Link:
+    def __init__(self, **fields: Any) -> None:
+        self.address = "a:1"
+        self.node_id = b""
+        self.name = ""
+        self.state = DOWN
+        self.retry_at = 5.0
+        self.down_since = 0.0
+        self.since = 0.0
+        self.reason = "refused"
+        self.__dict__.update(fields)
+
+
+def test_status_shows_one_line_per_node_with_its_live_address() -> None:
+    links = [
+        _Link(address="a:1", node_id=b"n1", name="Client#1", state=DOWN, since=10.0),
+        _Link(address="a:2", node_id=b"n1", name="Client#1", state=UP, since=5.0),
+        _Link(address="b:1", node_id=b"n2", name="Client#2", state=DOWN, since=3.0),
+        _Link(address="b:2", node_id=b"n2", name="Client#2", state=DOWN, since=7.0),
+        _Link(address="c:1"), _Link(address="c:2"),
+        _Link(address="d:1", node_id=b"me", state="self"),
+    ]
+    views, unanswered = peer_views(cast(Any, links), now=1.0)
+    assert [(v.name, v.state, v.address) for v in views] == [
+        ("Client#1", "up", "a:2"), ("Client#2", "down", "b:2")]
+    assert views[1].detail == "refused, retry in 4s"
+    assert unanswered == 2
+
+
+def test_failure_reasons_are_short_words_not_errno_text() -> None:
+    assert describe_failure(ConnectionRefusedError(111, "Connect call failed "
+                                                   "('127.0.0.1', 5)")) == "refused"
+    assert describe_failure(TimeoutError()) == "no answer"
+    assert describe_failure(trio.TooSlowError()) == "no answer"
+    assert describe_failure(ConnectionResetError()) == "connection lost"
+    assert describe_failure(OSError(113, "No route to host")) == "unreachable"
+    assert describe_failure("left") == "left"
