@@ -19,6 +19,7 @@ from typing import TypeVar
 from peer.gen.auction.v1 import AuctionId
 
 __all__ = [
+    "NO_TERMS",
     "AcceptedBid",
     "Auction",
     "AuctionAt",
@@ -27,6 +28,7 @@ __all__ = [
     "Closed",
     "Notification",
     "Opened",
+    "Terms",
     "best_bid_only",
 ]
 
@@ -75,6 +77,34 @@ class AcceptedBid:
     time_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The optional terms an ``Open`` carries; the defaults are an auction without any.
+
+    Attributes:
+        ends_at_ms: The announced end on the seller's clock; 0: the auction ends only
+            when its seller closes it.
+        extend_ms: The anti-sniping window W: an ``Accept`` stamped within the last W
+            of the current end moves the end to its time + W. 0: none.
+        min_increment: How much every bid after the first must beat the best by;
+            None: any amount above the best.
+        reserve: The public reserve: a best bid below it ends the auction with no sale.
+    """
+
+    ends_at_ms: int = 0
+    extend_ms: int = 0
+    min_increment: Decimal | None = None
+    reserve: Decimal | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether the auction ends on time (it announced an end)."""
+        return self.ends_at_ms > 0
+
+
+NO_TERMS = Terms()
+
+
 @dataclass(eq=False)
 class Auction:
     """One auction as the ledger knows it. The ledger's own objects are live: they
@@ -90,6 +120,8 @@ class Auction:
         bids: The accepted bids, in order; each is higher than the one before.
         closed: Whether the seller closed it.
         closed_ms: The time of the ``Close`` event, if closed.
+        terms: The end, anti-sniping window, minimum increment and reserve of the Open.
+        ends_ms: The current end (``terms.ends_at_ms`` moved by extensions); 0: none.
     """
 
     key: AuctionKey
@@ -101,6 +133,8 @@ class Auction:
     bids: list[AcceptedBid] = field(default_factory=list)
     closed: bool = False
     closed_ms: int | None = None
+    terms: Terms = NO_TERMS
+    ends_ms: int = 0
 
     @property
     def seller(self) -> bytes:
@@ -113,9 +147,26 @@ class Auction:
         return self.bids[-1] if self.bids else None
 
     @property
+    def reserve_met(self) -> bool:
+        """Whether the best bid reaches the reserve (no reserve: whether there is a bid)."""
+        best = self.best
+        reserve = self.terms.reserve
+        return best is not None and (reserve is None or best.amount >= reserve)
+
+    @property
     def winner(self) -> AcceptedBid | None:
-        """The winning bid: the best one, once the auction is closed."""
-        return self.best if self.closed else None
+        """The winning bid: the best one once the auction is closed, if it meets the reserve."""
+        return self.best if self.closed and self.reserve_met else None
+
+    @property
+    def ended_by_time(self) -> bool:
+        """Closed at or after its end (rather than by its seller before it)."""
+        return (self.closed and self.ends_ms > 0 and self.closed_ms is not None
+                and self.closed_ms >= self.ends_ms)
+
+    def has_ended(self, now_ms: int) -> bool:
+        """Whether a timed auction is past its current end at ``now_ms`` (closed or not)."""
+        return self.ends_ms > 0 and now_ms >= self.ends_ms
 
     @property
     def label(self) -> str:
@@ -138,15 +189,18 @@ class AuctionAt:
     bid_count: int
     closed: bool
     closed_ms: int | None
+    ends_ms: int
 
     @classmethod
     def of(cls, auction: Auction) -> AuctionAt:
-        return cls(auction, len(auction.bids), auction.closed, auction.closed_ms)
+        return cls(auction, len(auction.bids), auction.closed, auction.closed_ms,
+                   auction.ends_ms)
 
     def auction(self) -> Auction:
         a = self.live
         return Auction(a.key, a.seller_name, a.item, a.start_amount, a.currency, a.opened_ms,
-                       a.bids[:self.bid_count], self.closed, self.closed_ms)
+                       a.bids[:self.bid_count], self.closed, self.closed_ms, a.terms,
+                       self.ends_ms)
 
 
 class _Snapshot:
@@ -171,16 +225,22 @@ class Opened(_Snapshot):
 
 @dataclass(frozen=True, slots=True)
 class BidAccepted(_Snapshot):
-    """A seller accepted a bid. ``auction`` is a fresh snapshot on every access."""
+    """A seller accepted a bid. ``auction`` is a fresh snapshot on every access.
+
+    ``extended_from_ms`` is the end before this bid moved it (anti-sniping); 0 if the
+    bid did not move the end.
+    """
 
     bid: AcceptedBid
     text: str
     at: AuctionAt = field(repr=False)
+    extended_from_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Closed(_Snapshot):
-    """A seller closed an auction; ``winner`` is None when there were no bids."""
+    """A seller closed an auction; ``winner`` is None when there were no bids or the
+    best one is below the reserve."""
 
     winner: AcceptedBid | None
     text: str

@@ -105,6 +105,12 @@ def _open(body: Open) -> bytes:
     _put_text(out, 0x0A, body.item)
     _put_text(out, 0x12, body.start_amount)
     _put_text(out, 0x1A, body.currency)
+    # The optional terms: absent (0 / "") on an auction without them, so such an Open
+    # is byte for byte what it was before they existed.
+    _put_uint(out, 0x20, body.ends_at_ms)
+    _put_uint(out, 0x28, body.extend_ms)
+    _put_text(out, 0x32, body.min_increment)
+    _put_text(out, 0x3A, body.reserve)
     return bytes(out)
 
 

@@ -14,11 +14,21 @@ its own author's earlier events, and applying each author's log in seq order giv
 the same state in every interleaving of authors (DESIGN.md section 5).
 
 Rules (DESIGN.md section 5): the first bid must be >= the start price and every
-later bid > the best; the currency must match; the seller cannot bid on its own
-auction; closed auctions take no bids; only the seller closes. A bid carries the
+later bid > the best (by at least the minimum increment, if the Open set one); the
+currency must match; the seller cannot bid on its own auction; closed auctions take
+no bids; only the seller closes. A bid carries the
 bidder's own Ed25519 signature, checked by the seller before accepting
 (:meth:`Ledger.check_bid`) and again by every node that applies the ``Accept``, so a
 seller cannot put words in a bidder's mouth.
+
+Time (issue 14): an Open may announce an end, an anti-sniping window W and a
+reserve. The current end is derived from the Open and the Accepts' own stamps alone
+(an Accept stamped within W of the end moves it to that stamp + W), so every node
+derives the same end in any interleaving. An Accept stamped at or after the current
+end is a broken rule (``AUCTION_ENDED``) everywhere, and within a timed auction an
+Accept or Close may not be stamped before its author's previous event, so a seller
+cannot slip a bid in late by stamping it back once it has logged anything later.
+Time only ever comes in as a value: event stamps, or the ``now`` a caller passes.
 
 Hot path: the signed bytes are decoded and hashed once, into a
 :class:`peer.signed_events.DecodedEvent` (:func:`peer.signed_events.decode_signed`),
@@ -55,7 +65,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.identity import verify
-from peer.rules import Rejection, format_amount, parse_amount
+from peer.rules import Rejection, format_amount, format_duration, format_time, parse_amount
 from peer.signed_events import (
     CheckedAccept,
     CheckedBody,
@@ -65,6 +75,7 @@ from peer.signed_events import (
     as_decoded,
     check_bid_fields,
     check_open_fields,
+    check_terms,
     decode_signed,
 )
 from peer.wire import AcceptBody, BidFields, WireError, decode_bid
@@ -133,6 +144,7 @@ class _Log:
     hashes: list[bytes] = field(default_factory=list)
     name: str = ""
     held: dict[int, DecodedEvent] = field(default_factory=dict)
+    last_time_ms: int | None = None  # the stamp of the last applied event
 
 
 def _reject(code: RejectCode, reason: str) -> ApplyResult:
@@ -203,6 +215,14 @@ class Ledger:
         return (log is not None and seq <= len(log.hashes)
                 and log.hashes[seq - 1] == decoded.digest)
 
+    def stamp(self, author: bytes, now_ms: int) -> int:
+        """The time ``author`` should stamp its next event with: ``now_ms``, but never
+        before its previous event (a clock that stepped back must not make the next
+        Accept of a timed auction break the rule that its stamps do not go back)."""
+        log = self._logs.get(author)
+        last = log.last_time_ms if log is not None else None
+        return now_ms if last is None else max(now_ms, last)
+
     def head_hash(self, author: bytes) -> bytes:
         """sha256 of the author's last applied event bytes; empty if none."""
         log = self._logs.get(author)
@@ -225,6 +245,11 @@ class Ledger:
     def auction(self, key: AuctionKey) -> Auction | None:
         """The live auction with this id, or None."""
         return self._auctions.get(key)
+
+    def timed_open_auctions(self) -> list[Auction]:
+        """The open auctions that announced an end, soonest current end first."""
+        found = [a for a in self._auctions.values() if not a.closed and a.ends_ms > 0]
+        return sorted(found, key=lambda a: (a.ends_ms, a.key))
 
     def auctions(self, include_closed: bool = False) -> list[Auction]:
         """The live auctions, oldest first (by open time, then id)."""
@@ -261,16 +286,25 @@ class Ledger:
 
     # ------------------------------------------------------------------ checks before authoring
 
-    def check_open(self, item: str, start_amount: str, currency: str) -> Rejection | None:
-        """Why an ``Open`` with these fields would be refused, or None."""
-        return check_open_fields(item, start_amount, currency)
+    def check_open(self, item: str, start_amount: str, currency: str, *, time_ms: int = 0,
+                   ends_at_ms: int = 0, extend_ms: int = 0, min_increment: str = "",
+                   reserve: str = "") -> Rejection | None:
+        """Why an ``Open`` with these fields, stamped ``time_ms``, would be refused, or None."""
+        rejection = check_open_fields(item, start_amount, currency)
+        if rejection is not None:
+            return rejection
+        terms = check_terms(time_ms, ends_at_ms, extend_ms, min_increment, reserve)
+        return terms if isinstance(terms, Rejection) else None
 
-    def check_bid(self, signed_bid: SignedBid, seller: bytes) -> Rejection | None:
+    def check_bid(self, signed_bid: SignedBid, seller: bytes, time_ms: int | None = None
+                  ) -> Rejection | None:
         """What the seller's node checks before accepting a bid, or None if it may.
 
         Args:
             signed_bid: The bid as the bidder signed it.
             seller: This node's id: it only accepts bids on its own auctions.
+            time_ms: The stamp the ``Accept`` would carry (:meth:`stamp`); None: the
+                seller's last stamp (the earliest the Accept could carry).
         """
         try:
             bid = decode_bid(signed_bid.bid)
@@ -288,7 +322,10 @@ class Ledger:
             return Rejection(RejectCode.NOT_SELLER, f"this node is not the seller of {where}")
         if auction is None:
             return Rejection(RejectCode.AUCTION_NOT_FOUND, key.text)
-        return self._bid_rules(auction, bid, None)
+        log = self._logs.get(seller)
+        last = log.last_time_ms if log is not None else None
+        stamp = time_ms if time_ms is not None else (last or 0)
+        return self._bid_rules(auction, bid, None, stamp, last)
 
     def check_close(self, key: AuctionKey, closer: bytes) -> Rejection | None:
         """Why ``closer`` may not close the auction ``key`` now, or None."""
@@ -408,7 +445,8 @@ class Ledger:
             if auction is None:
                 return Rejection(RejectCode.AUCTION_NOT_FOUND, body.key.text)
             bid = body.bid
-            rejection = self._bid_rules(auction, bid, body.amount)
+            rejection = self._bid_rules(auction, bid, body.amount, fields.time_ms,
+                                        log.last_time_ms)
             if rejection is not None:
                 return rejection
             accepted = AcceptedBid(bid.bidder, bid.bidder_name, body.amount, auction.currency,
@@ -416,14 +454,26 @@ class Ledger:
             auction.bids.append(accepted)
             self._nonces.setdefault(body.key, set()).add((bid.bidder, bid.nonce))
             self._bidder_names[bid.bidder] = bid.bidder_name
-            note = BidAccepted(accepted, f"{bid.bidder_name} bid {format_amount(body.amount)}"
-                               f" {auction.currency} on {auction.label}", AuctionAt.of(auction))
+            text = (f"{bid.bidder_name} bid {format_amount(body.amount)} {auction.currency}"
+                    f" on {auction.label}")
+            extended_from = 0
+            window = auction.terms.extend_ms
+            if window and fields.time_ms + window > auction.ends_ms:
+                # Anti-sniping: a bid in the last W of the end moves the end to its stamp
+                # + W. Only the Accept's own stamp counts, so every node agrees.
+                extended_from = auction.ends_ms
+                auction.ends_ms = fields.time_ms + window
+                text += (f"; end extended by {format_duration(auction.ends_ms - extended_from)}"
+                         f" to {format_time(auction.ends_ms)}")
+            note = BidAccepted(accepted, text, AuctionAt.of(auction), extended_from)
         elif type(body) is CheckedOpen:
             key = AuctionKey(author, fields.seq)
-            auction = Auction(key, name, body.item, body.start, body.currency, fields.time_ms)
+            terms = body.terms
+            auction = Auction(key, name, body.item, body.start, body.currency, fields.time_ms,
+                              terms=terms, ends_ms=terms.ends_at_ms)
             self._auctions[key] = auction
             note = Opened(f"{name} opened {body.item} at {format_amount(body.start)}"
-                          f" {body.currency}", AuctionAt.of(auction))
+                          f" {body.currency}{_terms_text(auction)}", AuctionAt.of(auction))
         else:
             assert isinstance(body, CheckedClose)
             auction = self._auctions.get(body.key)
@@ -431,31 +481,35 @@ class Ledger:
                 return Rejection(RejectCode.AUCTION_NOT_FOUND, body.key.text)
             if auction.closed:
                 return Rejection(RejectCode.AUCTION_CLOSED, f"{auction.label} is already closed")
+            rejection = _stamp_rule(auction, fields.time_ms, log.last_time_ms)
+            if rejection is not None:
+                return rejection
             auction.closed = True
             auction.closed_ms = fields.time_ms
-            winner = auction.best
-            if winner is None:
-                text = f"{auction.label} closed with no bids"
-            else:
-                # "Client#2 -> 80 USDt" is the reference scenario's exact notification.
-                text = (f"{auction.label} closed: {winner.bidder_name} ->"
-                        f" {format_amount(winner.amount)} {winner.currency}")
-            note = Closed(winner, text, AuctionAt.of(auction))
+            note = Closed(auction.winner, _closed_text(auction), AuctionAt.of(auction))
         log.hashes.append(decoded.digest)
         log.name = name
+        log.last_time_ms = fields.time_ms
         self._count += 1
         result.applied.append(LoggedEvent(author, fields.seq, decoded.signed))
         result.notifications.append(note)
         return None
 
-    def _bid_rules(self, auction: Auction, bid: BidFields,
-                   amount: Decimal | None) -> Rejection | None:
-        """The rules of DESIGN.md section 5 for one bid on ``auction``.
+    def _bid_rules(self, auction: Auction, bid: BidFields, amount: Decimal | None,
+                   time_ms: int, last_time_ms: int | None) -> Rejection | None:
+        """The rules of DESIGN.md section 5 (and issue 14's times) for one bid on ``auction``.
 
-        ``amount`` is the already parsed ``bid.amount`` (None: parse it here).
+        ``amount`` is the already parsed ``bid.amount`` (None: parse it here);
+        ``time_ms`` the Accept's stamp, ``last_time_ms`` the seller's previous one.
         """
         if auction.closed:
             return Rejection(RejectCode.AUCTION_CLOSED, f"{auction.label} is closed")
+        if auction.ends_ms and time_ms >= auction.ends_ms:
+            return Rejection(RejectCode.AUCTION_ENDED,
+                             f"{auction.label} ended at {format_time(auction.ends_ms)}")
+        rejection = _stamp_rule(auction, time_ms, last_time_ms)
+        if rejection is not None:
+            return rejection
         if bid.bidder == auction.seller:
             return Rejection(RejectCode.SELF_BID,
                              f"{auction.seller_name} cannot bid on its own auction")
@@ -478,10 +532,16 @@ class Ledger:
                 return Rejection(RejectCode.BID_TOO_LOW,
                                  f"start price is {format_amount(auction.start_amount)}"
                                  f" {auction.currency}")
-        elif amount <= best.amount:
-            return Rejection(RejectCode.BID_TOO_LOW,
-                             f"best is {format_amount(best.amount)} {auction.currency}"
-                             f" by {best.bidder_name}")
+        elif amount <= best.amount or (auction.terms.min_increment is not None
+                                       and amount < best.amount + auction.terms.min_increment):
+            reason = (f"best is {format_amount(best.amount)} {auction.currency}"
+                      f" by {best.bidder_name}")
+            increment = auction.terms.min_increment
+            if increment is not None:
+                reason += (f"; the minimum increment is {format_amount(increment)}"
+                           f" {auction.currency}, so at least"
+                           f" {format_amount(best.amount + increment)} {auction.currency}")
+            return Rejection(RejectCode.BID_TOO_LOW, reason)
         return None
 
     def _fork(self, author: bytes, seq: int, name: str) -> ApplyResult:
@@ -523,6 +583,46 @@ class Ledger:
             if self._apply_one(log, held, body, result) is not None:
                 self._dropped += 1  # broke a rule: refused, as it would have been in order
                 return
+
+
+def _stamp_rule(auction: Auction, time_ms: int, last_time_ms: int | None) -> Rejection | None:
+    """In a timed auction, an Accept or Close may not be stamped before its author's
+    previous event: once a seller has logged anything after the end, it cannot stamp a
+    bid back to before it."""
+    if auction.ends_ms and last_time_ms is not None and time_ms < last_time_ms:
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"an event of timed auction {auction.label} is stamped {time_ms},"
+                         f" before its seller's previous event ({last_time_ms})")
+    return None
+
+
+def _terms_text(auction: Auction) -> str:
+    """The Open's terms as the tail of its notification, e.g. ", ends 2026-... UTC"."""
+    terms = auction.terms
+    text = ""
+    if terms.ends_at_ms:
+        text += f", ends {format_time(terms.ends_at_ms)}"
+        if terms.extend_ms:
+            text += f" (a bid in its last {format_duration(terms.extend_ms)} extends it)"
+    if terms.min_increment is not None:
+        text += f", min increment {format_amount(terms.min_increment)} {auction.currency}"
+    if terms.reserve is not None:
+        text += f", reserve {format_amount(terms.reserve)} {auction.currency}"
+    return text
+
+
+def _closed_text(auction: Auction) -> str:
+    """``"Client#1->Pic#1 closed: Client#2 -> 80 USDt"`` (the reference scenario's exact
+    line); ``ended`` instead of ``closed`` when it closed at or after its end."""
+    verb = "ended" if auction.ended_by_time else "closed"
+    best = auction.best
+    if best is None:
+        return f"{auction.label} {verb} with no bids"
+    if not auction.reserve_met:
+        return (f"{auction.label} {verb}: no sale (reserve not met; best"
+                f" {format_amount(best.amount)} {best.currency} by {best.bidder_name})")
+    return (f"{auction.label} {verb}: {best.bidder_name} -> {format_amount(best.amount)}"
+            f" {best.currency}")
 
 
 def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +118,12 @@ def _rejected(rejection: Rejection) -> ControlReply:
 class Node:
     """A running auction node. ``await nursery.start(Node(config).run)``."""
 
-    def __init__(self, config: NodeConfig, output: Output | None = None) -> None:
+    def __init__(self, config: NodeConfig, output: Output | None = None, *,
+                 wall_clock_ms: Callable[[], int] = _now_ms) -> None:
+        """``wall_clock_ms`` is the clock events are stamped with and auctions end by
+        (ms since the epoch); tests pass one that follows trio's MockClock."""
         self.config = config
+        self.wall_clock_ms = wall_clock_ms
         self.output = output or Output(json_lines=config.json_output)
         self.ledger = Ledger()
         self.identity: Identity | None = None
@@ -372,11 +377,21 @@ class Node:
         await self.store.append([StoredEvent(e.author, e.seq, e.signed.event, e.signed.signature)
                                  for e in events])
 
-    async def _author(self, *, open: Open | None = None, accept: Accept | None = None,
-                      close: Close | None = None) -> LoggedEvent:
-        """Create, sign, apply and persist one event of our own log, then push it."""
+    def _stamp(self) -> int:
+        """The time our next event carries: now, but never before our previous event."""
         assert self.identity is not None
-        event = self.ledger.next_event(self.identity.node_id, self.config.name, _now_ms(),
+        return self.ledger.stamp(self.identity.node_id, self.wall_clock_ms())
+
+    async def _author(self, *, open: Open | None = None, accept: Accept | None = None,
+                      close: Close | None = None, time_ms: int | None = None) -> LoggedEvent:
+        """Create, sign, apply and persist one event of our own log, then push it.
+
+        ``time_ms`` is the stamp the caller checked the event against (default
+        :meth:`_stamp`); there must be no await between that check and this call.
+        """
+        assert self.identity is not None
+        stamp = self._stamp() if time_ms is None else time_ms
+        event = self.ledger.next_event(self.identity.node_id, self.config.name, stamp,
                                        open=open, accept=accept, close=close)
         signed = sign_event(self.identity, event)
         # Our own signature, just made, over a body that check_* validated (a bid's
@@ -458,11 +473,14 @@ class Node:
 
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
         assert self.identity is not None
-        rejection = self.ledger.check_bid(bid, self.identity.node_id)
+        # The Accept carries exactly the stamp the rules were checked at, so a bid
+        # accepted just before the end is never stamped at or after it.
+        stamp = self._stamp()
+        rejection = self.ledger.check_bid(bid, self.identity.node_id, stamp)
         if rejection is not None:
             return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
                                                        reason=rejection.reason))
-        signed = (await self._author(accept=Accept(bid=bid))).signed
+        signed = (await self._author(accept=Accept(bid=bid), time_ms=stamp)).signed
         return PlaceBidReply(accepted=signed)
 
     async def on_push(self, request: PushRequest) -> PushReply:
@@ -508,12 +526,20 @@ class Node:
     async def control_open(self, request: OpenRequest) -> ControlReply:
         currency = request.currency.strip() or "USDt"
         item = request.item.strip()
-        rejection = self.ledger.check_open(item, request.start_amount, currency)
+        stamp = self._stamp()
+        ends_at = request.ends_at_ms or (stamp + request.ends_in_ms if request.ends_in_ms
+                                         else 0)
+        opening = Open(item=item, start_amount=request.start_amount, currency=currency,
+                       ends_at_ms=ends_at, extend_ms=request.extend_ms,
+                       min_increment=request.min_increment.strip(),
+                       reserve=request.reserve.strip())
+        rejection = self.ledger.check_open(
+            item, opening.start_amount, currency, time_ms=stamp, ends_at_ms=opening.ends_at_ms,
+            extend_ms=opening.extend_ms, min_increment=opening.min_increment,
+            reserve=opening.reserve)
         if rejection is not None:
             return _rejected(rejection)
-        opened = await self._author(open=Open(item=item,
-                                              start_amount=request.start_amount,
-                                              currency=currency))
+        opened = await self._author(open=opening, time_ms=stamp)
         return self._view_reply(AuctionKey(opened.author, opened.seq))
 
     async def control_bid(self, request: BidRequest) -> ControlReply:
@@ -525,10 +551,10 @@ class Node:
         assert auction is not None
         self._nonce += 1
         bid = make_signed_bid(self.identity, key, request.amount, auction.currency,
-                              self._nonce, _now_ms())
+                              self._nonce, self.wall_clock_ms())
         if key.author == self.identity.node_id:
             # Our own auction: the ledger's SELF_BID (or other) rule answers.
-            rejection = self.ledger.check_bid(bid, self.identity.node_id)
+            rejection = self.ledger.check_bid(bid, self.identity.node_id, self._stamp())
             assert rejection is not None
             return _rejected(rejection)
         reply = await self.mesh.place_bid(key.author, bid)
@@ -554,7 +580,9 @@ class Node:
         return self._view_reply(key)
 
     async def control_list(self, request: ListRequest) -> ListReply:
-        return ListReply(auctions=[auction_view(a) for a in self.ledger.auctions(request.all)])
+        now = self.wall_clock_ms()
+        return ListReply(auctions=[auction_view(a, now)
+                                   for a in self.ledger.auctions(request.all)])
 
     async def control_show(self, request: ShowRequest) -> ControlReply:
         key = self.ledger.resolve(request.auction)
@@ -585,7 +613,7 @@ class Node:
         auction = self.ledger.auction(key)
         if auction is None:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
-        return ControlReply(auction=auction_view(auction))
+        return ControlReply(auction=auction_view(auction, self.wall_clock_ms()))
 
 
 # ====================================================================== entry point

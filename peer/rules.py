@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
@@ -30,7 +31,10 @@ __all__ = [
     "check_item",
     "check_name",
     "format_amount",
+    "format_duration",
+    "format_time",
     "parse_amount",
+    "parse_duration",
 ]
 
 MAX_AMOUNT_CHARS: Final = 30
@@ -42,6 +46,8 @@ MAX_NAME_CHARS: Final = 64
 
 _AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
 _CURRENCY: Final = re.compile(r"[A-Za-z0-9]+")
+_DURATION_PART: Final = re.compile(r"([0-9]{1,9})(ms|d|h|m|s)")
+_DURATION_UNITS_MS: Final = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +152,50 @@ def check_name(name: str) -> str | None:
     if not name.isprintable():
         return "the name contains control or non-printable characters"
     return None
+
+
+def parse_duration(text: str) -> int | str:
+    """A duration such as ``30s``, ``10m``, ``1h30m``, ``1d`` or ``500ms``, in ms.
+
+    Returns:
+        The milliseconds (at least 1), or why the text is not a duration.
+    """
+    text = text.strip().lower()
+    if not text or len(text) > 40:
+        return f"{text!r} is not a duration like 30s, 10m or 1h30m"
+    total, pos = 0, 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            return f"{text!r} is not a duration like 30s, 10m or 1h30m"
+        total += int(match.group(1)) * _DURATION_UNITS_MS[match.group(2)]
+        pos = match.end()
+    if total <= 0:
+        return f"{text!r} is not longer than zero"
+    return total
+
+
+def format_duration(ms: int) -> str:
+    """``90000`` -> ``"1m30s"``; fractions of a second as ``"1.5s"``."""
+    if ms < 1000:
+        return f"{ms}ms"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    if ms:
+        parts.append(f"{ms / 1000:g}s")
+    return "".join(parts)
+
+
+def format_time(ms: int) -> str:
+    """A wall-clock time in ms since the epoch, as ``"2026-12-24 18:00:00 UTC"``.
+
+    Pure (no local time zone): every node renders an auction's end the same way.
+    """
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms since the epoch"
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Protocol
 
-from peer.auctions import AuctionKey
+from peer.auctions import NO_TERMS, AuctionKey, Terms
 from peer.envelopes import encode_bid, encode_event
 from peer.gen.auction.v1 import Bid, Event, RejectCode, SignedBid, SignedEvent
 from peer.identity import NODE_ID_BYTES, verify
@@ -37,7 +37,9 @@ from peer.wire import (
 )
 
 __all__ = [
+    "MAX_DURATION_MS",
     "MAX_EVENT_BYTES",
+    "MAX_EXTEND_MS",
     "CheckedAccept",
     "CheckedBody",
     "CheckedClose",
@@ -48,6 +50,7 @@ __all__ = [
     "as_decoded",
     "check_bid_fields",
     "check_open_fields",
+    "check_terms",
     "checks_pass",
     "decode_signed",
     "make_signed_bid",
@@ -60,6 +63,11 @@ __all__ = [
 MAX_EVENT_BYTES: Final = 64 * 1024
 #: seq is uint64 on the wire but a signed 64-bit INTEGER in the store.
 MAX_SEQ: Final = 2**63 - 1
+#: The longest an auction may run from its Open to its announced end, and the longest
+#: anti-sniping window: bounds that keep a typo (ms for s) from opening a century-long
+#: auction, and keep every extension small next to the auction itself.
+MAX_DURATION_MS: Final = 366 * 24 * 3600 * 1000
+MAX_EXTEND_MS: Final = 24 * 3600 * 1000
 
 
 class Signer(Protocol):
@@ -84,6 +92,7 @@ class CheckedOpen:
     item: str
     start: Decimal
     currency: str
+    terms: Terms = NO_TERMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +185,39 @@ def check_open_fields(item: str, start_amount: str, currency: str) -> Rejection 
     return check_currency(currency)
 
 
+def check_terms(open_ms: int, ends_at_ms: int, extend_ms: int, min_increment: str,
+                reserve: str) -> Terms | Rejection:
+    """The terms of an ``Open`` stamped ``open_ms``, or a ``BAD_TERMS`` rejection.
+
+    An end must lie after the Open and at most :data:`MAX_DURATION_MS` after it; an
+    anti-sniping window needs an end and is at most :data:`MAX_EXTEND_MS`; the
+    increment and the reserve are amounts like a price (or empty: none).
+    """
+    if ends_at_ms == 0 and extend_ms == 0 and not min_increment and not reserve:
+        return NO_TERMS
+    if ends_at_ms < 0 or (ends_at_ms and ends_at_ms <= open_ms):
+        return Rejection(RejectCode.BAD_TERMS, "the end time is not after the open time")
+    if ends_at_ms and ends_at_ms - open_ms > MAX_DURATION_MS:
+        return Rejection(RejectCode.BAD_TERMS,
+                         f"the end is more than {MAX_DURATION_MS // 86_400_000} days away")
+    if not 0 <= extend_ms <= MAX_EXTEND_MS:
+        return Rejection(RejectCode.BAD_TERMS,
+                         f"the extension window must be 0 to {MAX_EXTEND_MS // 3_600_000} h")
+    if extend_ms and not ends_at_ms:
+        return Rejection(RejectCode.BAD_TERMS,
+                         "an extension window needs an end time to extend")
+    amounts: list[Decimal | None] = []
+    for what, text in (("minimum increment", min_increment), ("reserve", reserve)):
+        if not text:
+            amounts.append(None)
+            continue
+        amount = parse_amount(text)
+        if isinstance(amount, Rejection):
+            return Rejection(RejectCode.BAD_TERMS, f"{what}: {amount.reason}")
+        amounts.append(amount)
+    return Terms(ends_at_ms, extend_ms, amounts[0], amounts[1])
+
+
 def check_bid_fields(bid: BidFields) -> Rejection | None:
     """Why a decoded bid is refused for its own fields (bidder name, auction), or None."""
     why = check_name(bid.bidder_name)
@@ -215,7 +257,11 @@ def _static(fields: EventFields) -> CheckedBody | Rejection:
             return rejection
         start = parse_amount(body.start_amount)
         assert isinstance(start, Decimal)
-        return CheckedOpen(body.item, start, body.currency)
+        terms = check_terms(fields.time_ms, body.ends_at_ms, body.extend_ms,
+                            body.min_increment, body.reserve)
+        if isinstance(terms, Rejection):
+            return terms
+        return CheckedOpen(body.item, start, body.currency, terms)
     if type(body) is CloseBody:
         if not body.present:
             return Rejection(RejectCode.BAD_EVENT, "a Close that names no auction")

@@ -52,11 +52,19 @@ class WireError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OpenBody:
-    """``Event.open``: the raw strings, validated by the ledger's rules."""
+    """``Event.open``: the raw values, validated by the ledger's rules.
+
+    The terms after ``currency`` are optional on the wire; an ``Open`` written before
+    they existed decodes with their defaults (no end, no increment, no reserve).
+    """
 
     item: str
     start_amount: str
     currency: str
+    ends_at_ms: int = 0
+    extend_ms: int = 0
+    min_increment: str = ""
+    reserve: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +229,7 @@ def _int64(value: int) -> int:
 _N: Final = -1
 # Expected wire type per field number (index), -1 for numbers we do not read.
 _AUCTION_ID_TYPES: Final = (_N, _LEN, _VARINT)
-_OPEN_TYPES: Final = (_N, _LEN, _LEN, _LEN)
+_OPEN_TYPES: Final = (_N, _LEN, _LEN, _LEN, _VARINT, _VARINT, _LEN, _LEN)
 _ONE_MESSAGE_TYPES: Final = (_N, _LEN)  # Accept {SignedBid bid = 1}, Close {AuctionId = 1}
 _SIGNED_BID_TYPES: Final = (_N, _LEN, _LEN)
 _BID_TYPES: Final = (_N, _LEN, _LEN, _LEN, _LEN, _LEN, _VARINT, _VARINT)
@@ -250,7 +258,9 @@ def decode_event(data: bytes) -> EventFields:
     body: OpenBody | AcceptBody | CloseBody | None = None
     if f[20] >= 0:
         o = _scan(data, f[20], f[21], _OPEN_TYPES)
-        body = OpenBody(_text(data, o, 1), _text(data, o, 2), _text(data, o, 3))
+        body = OpenBody(_text(data, o, 1), _text(data, o, 2), _text(data, o, 3),
+                        _int64(_uint(o, 4)), _int64(_uint(o, 5)), _text(data, o, 6),
+                        _text(data, o, 7))
     if f[22] >= 0:
         if body is not None:
             raise WireError("more than one body (open/accept/close) is set")

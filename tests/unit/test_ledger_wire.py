@@ -22,7 +22,9 @@ def events(draw: st.DrawFn) -> Event:
     kind = draw(st.sampled_from(["open", "accept", "close"]))
     body: dict[str, object] = {}
     if kind == "open":
-        body["open"] = Open(item=draw(text), start_amount=draw(text), currency=draw(text))
+        body["open"] = Open(item=draw(text), start_amount=draw(text), currency=draw(text),
+                            ends_at_ms=draw(i64), extend_ms=draw(i64),
+                            min_increment=draw(text), reserve=draw(text))
     elif kind == "accept":
         body["accept"] = Accept(bid=SignedBid(bid=draw(small_bytes), signature=draw(small_bytes)))
     else:
@@ -38,8 +40,9 @@ def test_decode_event_agrees_with_betterproto(event: Event) -> None:
     assert (fields.author, fields.seq, fields.prev, fields.time_ms, fields.author_name) == (
         event.author, event.seq, event.prev, event.time_ms, event.author_name)
     if event.open is not None:
-        assert fields.body == OpenBody(event.open.item, event.open.start_amount,
-                                       event.open.currency)
+        o = event.open
+        assert fields.body == OpenBody(o.item, o.start_amount, o.currency, o.ends_at_ms,
+                                       o.extend_ms, o.min_increment, o.reserve)
     elif event.accept is not None:
         assert event.accept.bid is not None
         assert fields.body == AcceptBody(event.accept.bid.bid, event.accept.bid.signature)

@@ -12,6 +12,7 @@ __all__ = (
     "BidRequest",
     "BidView",
     "Close",
+    "CloseReason",
     "CloseRequest",
     "ControlBase",
     "ControlReply",
@@ -78,12 +79,18 @@ class AuctionState(betterproto2.Enum):
 
     CLOSED = 2
 
+    ENDED = 3
+    """
+    past its end by this node's clock, awaiting the seller's Close
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
             0: "AUCTION_STATE_UNSPECIFIED",
             1: "AUCTION_STATE_OPEN",
             2: "AUCTION_STATE_CLOSED",
+            3: "AUCTION_STATE_ENDED",
         }
 
     @classmethod
@@ -92,6 +99,44 @@ class AuctionState(betterproto2.Enum):
             "AUCTION_STATE_UNSPECIFIED": 0,
             "AUCTION_STATE_OPEN": 1,
             "AUCTION_STATE_CLOSED": 2,
+            "AUCTION_STATE_ENDED": 3,
+        }
+
+
+class CloseReason(betterproto2.Enum):
+    """
+    How a closed auction came to be closed.
+    """
+
+    UNSPECIFIED = 0
+    """
+    open
+    """
+
+    BY_SELLER = 1
+    """
+    the seller closed it (before any end it announced)
+    """
+
+    ENDED = 2
+    """
+    closed at or after its end
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "CLOSE_REASON_UNSPECIFIED",
+            1: "CLOSE_REASON_BY_SELLER",
+            2: "CLOSE_REASON_ENDED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "CLOSE_REASON_UNSPECIFIED": 0,
+            "CLOSE_REASON_BY_SELLER": 1,
+            "CLOSE_REASON_ENDED": 2,
         }
 
 
@@ -108,6 +153,11 @@ class NotificationKind(betterproto2.Enum):
 
     PEER_DOWN = 5
 
+    ENDED = 6
+    """
+    an auction passed its end; the seller's Close is awaited
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -117,6 +167,7 @@ class NotificationKind(betterproto2.Enum):
             3: "NOTIFICATION_KIND_CLOSED",
             4: "NOTIFICATION_KIND_PEER_UP",
             5: "NOTIFICATION_KIND_PEER_DOWN",
+            6: "NOTIFICATION_KIND_ENDED",
         }
 
     @classmethod
@@ -128,6 +179,7 @@ class NotificationKind(betterproto2.Enum):
             "NOTIFICATION_KIND_CLOSED": 3,
             "NOTIFICATION_KIND_PEER_UP": 4,
             "NOTIFICATION_KIND_PEER_DOWN": 5,
+            "NOTIFICATION_KIND_ENDED": 6,
         }
 
 
@@ -164,6 +216,18 @@ class RejectCode(betterproto2.Enum):
 
     BAD_EVENT = 13
 
+    AUCTION_ENDED = 15
+    """
+    14 is kept for REJECT_CODE_STORAGE_UNAVAILABLE.
+
+    a bid at or after the auction's (current) end
+    """
+
+    BAD_TERMS = 16
+    """
+    an Open's end, extension, increment or reserve
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -181,6 +245,8 @@ class RejectCode(betterproto2.Enum):
             11: "REJECT_CODE_BAD_CURRENCY",
             12: "REJECT_CODE_AMBIGUOUS_AUCTION",
             13: "REJECT_CODE_BAD_EVENT",
+            15: "REJECT_CODE_AUCTION_ENDED",
+            16: "REJECT_CODE_BAD_TERMS",
         }
 
     @classmethod
@@ -200,6 +266,8 @@ class RejectCode(betterproto2.Enum):
             "REJECT_CODE_BAD_CURRENCY": 11,
             "REJECT_CODE_AMBIGUOUS_AUCTION": 12,
             "REJECT_CODE_BAD_EVENT": 13,
+            "REJECT_CODE_AUCTION_ENDED": 15,
+            "REJECT_CODE_BAD_TERMS": 16,
         }
 
 
@@ -262,6 +330,40 @@ class AuctionView(betterproto2.Message):
     opened_ms: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
 
     closed_ms: "int" = betterproto2.field(10, betterproto2.TYPE_INT64)
+
+    ends_at_ms: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
+    """
+    the current end, extensions included; 0: none
+    """
+
+    announced_ends_at_ms: "int" = betterproto2.field(12, betterproto2.TYPE_INT64)
+    """
+    the end the Open announced
+    """
+
+    extend_ms: "int" = betterproto2.field(13, betterproto2.TYPE_INT64)
+    """
+    anti-sniping window; 0: none
+    """
+
+    min_increment: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    """
+    "" when none
+    """
+
+    reserve: "str" = betterproto2.field(15, betterproto2.TYPE_STRING)
+    """
+    the public reserve; "" when none
+    """
+
+    reserve_met: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    """
+    there is a bid at or above the reserve (or no reserve)
+    """
+
+    close_reason: "CloseReason" = betterproto2.field(
+        17, betterproto2.TYPE_ENUM, default_factory=lambda: CloseReason(0)
+    )
 
 
 default_message_pool.register_message("auction.v1", "AuctionView", AuctionView)
@@ -567,6 +669,31 @@ class Open(betterproto2.Message):
 
     currency: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    ends_at_ms: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    The terms below are optional: an Open without them (every Open written before
+    they existed) is an auction that ends only when its seller closes it.
+
+    the announced end, on the seller's clock; 0: none
+    """
+
+    extend_ms: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    anti-sniping window W: an Accept stamped within the
+    """
+
+    min_increment: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    last W of the current end moves the end to its time + W
+
+    decimal; every bid after the first beats the best by this
+    """
+
+    reserve: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    decimal, public; below it the auction ends with no sale
+    """
+
 
 default_message_pool.register_message("auction.v1", "Open", Open)
 
@@ -578,6 +705,22 @@ class OpenRequest(betterproto2.Message):
     start_amount: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     currency: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    ends_at_ms: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    absolute end (ms since the epoch); 0: see ends_in_ms
+    """
+
+    ends_in_ms: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    end relative to the node's clock; 0: no end
+    """
+
+    extend_ms: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+
+    min_increment: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    reserve: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
 
 default_message_pool.register_message("auction.v1", "OpenRequest", OpenRequest)
