@@ -62,8 +62,14 @@ def test_nodes_reannounce_to_a_restarted_grape(tmp_path: Path) -> None:
             late = NodeProc("Client#3", tmp_path / "Client3", [url]).start()
             try:
                 late.wait_peers(2)
+                # The late node learnt the auction from a peer it found through the
+                # restarted grape.
                 shown = late.cli("show", "Client#1->Pic#1", "--json")
                 assert shown.code == 0, shown
+                auction = shown.json()
+                assert (auction["label"], auction["state"], auction["start_amount"]) == (
+                    "Client#1->Pic#1", "open", "75")
+                assert auction["seller_id"] == c1.ready["node_id"]
             finally:
                 late.stop()
             for n in (c1, c2):

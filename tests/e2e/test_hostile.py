@@ -14,17 +14,21 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
 
+from peer.auctions import AuctionKey
 from peer.gen.auction.v1 import (
     Event,
     HelloRequest,
     Open,
     PeerStub,
+    PlaceBidReply,
     PushRequest,
+    RejectCode,
     SignedBid,
     SignedEvent,
     SyncRequest,
 )
 from peer.identity import Identity
+from peer.signed_events import make_signed_bid
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 
@@ -88,9 +92,18 @@ def test_garbage_forgeries_and_oversized_messages_are_refused(
             status = _status_of(port, PushRequest(sender=mallory.node_id, events=[bad]), "push")
             assert status == Status.INVALID_ARGUMENT
 
-        # A bid that is not signed by its bidder gets a readable rejection, not a crash.
+        # A bid that is junk, or not signed by its bidder, gets a readable rejection
+        # with its code, not a crash.
         reply = _grpc(port, SignedBid(bid=b"junk", signature=b"x"), "place_bid")
-        assert getattr(reply, "rejected", None) is not None
+        assert isinstance(reply, PlaceBidReply) and reply.rejected is not None
+        assert reply.rejected.code == RejectCode.BAD_EVENT and "malformed bid" in (
+            reply.rejected.reason)
+        key = AuctionKey(bytes.fromhex(node.ready["node_id"]), 1)
+        real = make_signed_bid(mallory, key, "80", "USDt", 1, 1)
+        unsigned = SignedBid(bid=real.bid, signature=Identity.generate("Eve").sign(real.bid))
+        reply = _grpc(port, unsigned, "place_bid")
+        assert isinstance(reply, PlaceBidReply) and reply.rejected is not None
+        assert reply.rejected.code == RejectCode.BAD_SIGNATURE
 
         huge = PushRequest(sender=b"x", events=[SignedEvent(event=b"\x00" * (5 * 1024 * 1024))])
         assert _status_of(port, huge, "push") == Status.RESOURCE_EXHAUSTED

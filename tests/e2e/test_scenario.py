@@ -55,7 +55,20 @@ def test_reference_scenario(tmp_path: Path, grape_urls: list[str]) -> None:
         late = c3.cli("bid", "Client#1->Pic#1", "90")
         assert late.code == 1 and "AUCTION_CLOSED" in late.stderr
 
-        shown = c3.cli("show", "Client#1->Pic#1", "--json")
-        assert shown.code == 0, shown
+        # Every node shows the same closed auction: each bid, in order, and the winner.
+        for n in everyone:
+            shown = n.cli("show", "Client#1->Pic#1", "--json")
+            assert shown.code == 0, shown
+            auction = shown.json()
+            assert (auction["label"], auction["state"], auction["start_amount"],
+                    auction["currency"]) == ("Client#1->Pic#1", "closed", "75", "USDt")
+            assert [(b["bidder"], b["amount"]) for b in auction["bids"]] == [
+                ("Client#2", "75"), ("Client#3", "75.5"), ("Client#2", "80")]
+            assert (auction["winner"]["bidder"], auction["winner"]["amount"]) == (
+                "Client#2", "80")
+        text = c3.cli("show", "Client#1->Pic#1")
+        assert text.code == 0, text
+        assert "  state:       closed" in text.stdout.splitlines()
+        assert "  winner:      Client#2 -> 80 USDt" in text.stdout.splitlines()
         bad = c2.cli("bid", "Client#1->Pic#1", "abc")
         assert bad.code == 2

@@ -6,10 +6,12 @@ import io
 import socket
 from pathlib import Path
 
+import pytest
 import trio
 
 import localgrape
 from grape_client import GrapeClient
+from peer.backoff import Backoff
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import NotificationKind, OpenRequest
 from peer.mesh import DOWN, UP
@@ -26,7 +28,18 @@ def _dead_port() -> int:
         return port
 
 
-async def test_dead_address_is_marked_down_once_skipped_and_reprobed(tmp_path: Path) -> None:
+async def test_dead_address_is_marked_down_once_skipped_and_reprobed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # While `hold` is set, a failed peer's first re-probe is an hour away, so "one
+    # failed attempt, no more" is checked without racing the real 0.5 s backoff.
+    hold = True
+    real_next_delay = Backoff.next_delay
+
+    def next_delay(self: Backoff) -> float:
+        delay = real_next_delay(self)
+        return 3600.0 if hold else delay
+
+    monkeypatch.setattr(Backoff, "next_delay", next_delay)
     async with trio.open_nursery() as nursery:
         grape = await nursery.start(localgrape.serve, localgrape.GrapeConfig())
         dead = f"127.0.0.1:{_dead_port()}"
@@ -67,7 +80,14 @@ async def test_dead_address_is_marked_down_once_skipped_and_reprobed(tmp_path: P
         assert link.state == DOWN and link.outbox_send is None
         assert [lk.state for lk in mesh.links.values() if lk is not link] == [UP]
 
-        # Re-probed in the background, with a growing delay.
-        await wait_mesh(mesh, lambda: link.backoff.failures >= 2, "a background re-probe")
-        assert link.state == DOWN
+        # With the real backoff, a dead address found later is re-probed in the
+        # background, again and again, while the first one waits out its delay.
+        hold = False
+        later = f"127.0.0.1:{_dead_port()}"
+        async with GrapeClient(grape.url) as client:
+            await client.announce("auction", int(later.rsplit(":", 1)[1]))
+        await wait_mesh(mesh, lambda: later in mesh.links
+                        and mesh.links[later].backoff.failures >= 3, "background re-probes")
+        assert mesh.links[later].state == DOWN and mesh.links[later].outbox_send is None
+        assert link.backoff.failures == 1 and link.state == DOWN
         nursery.cancel_scope.cancel()

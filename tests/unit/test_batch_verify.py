@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from peer.batch_verify import PARALLEL_MIN, IncomingBatch, preverify
-from peer.gen.auction.v1 import Accept, RejectCode, SignedBid, SignedEvent
+from peer.gen.auction.v1 import Accept, Event, Open, RejectCode, SignedBid, SignedEvent
 from peer.ledger import Ledger
 from peer.rules import Rejection
 from peer.signed_events import DecodedEvent, decode_signed, signature_checks
@@ -73,12 +73,22 @@ def test_prepare_decodes_once_drops_known_and_collects_malformed() -> None:
     assert len(batch.malformed) == 1 and batch.malformed[0].code == RejectCode.BAD_EVENT
 
 
+def _forged_author_event(seller: Author) -> tuple[SignedEvent, SignedEvent]:
+    """A new Open at the seller's next seq (not a duplicate of anything applied),
+    signed by someone else; and the same bytes with the seller's own signature."""
+    event = Event(author=C1.node_id, seq=len(seller.log) + 1, prev=sha(seller.log[-1]),
+                  time_ms=1, author_name=C1.name,
+                  open=Open(item="Forged", start_amount="1", currency="USDt"))
+    data = bytes(event)
+    return SignedEvent(event=data, signature=C2.sign(data)), \
+        SignedEvent(event=data, signature=C1.sign(data))
+
+
 @pytest.mark.parametrize("use_pool", [False, True])
 async def test_forged_signatures_are_never_reported_valid(use_pool: bool) -> None:
     seller, log = _history()
     forged_bid = _forged_bid_event(seller)
-    good = log[1]
-    forged_author = SignedEvent(event=good.event, signature=bytes(64))
+    forged_author, genuine = _forged_author_event(seller)
     events = _decoded([*log, forged_bid, forged_author])
     if use_pool:
         async with open_verify_pool(2) as pool:
@@ -87,14 +97,18 @@ async def test_forged_signatures_are_never_reported_valid(use_pool: bool) -> Non
         results = await preverify(events)
     assert results == [True] * len(log) + [False, False]
 
-    # And the ledger, given those results, refuses the forged Accept.
+    # And the ledger, given those results, refuses both forgeries for their signature.
     ledger = Ledger()
     for decoded, ok in zip(events, results, strict=True):
         result = ledger.apply_decoded(decoded, verified=ok)
-        if decoded.signed is forged_bid:
-            assert result.rejection is not None
+        if decoded.signed in (forged_bid, forged_author):
+            assert result.rejection is not None and not result.duplicate
             assert result.rejection.code == RejectCode.BAD_SIGNATURE
+        else:
+            assert result.rejection is None
     assert ledger.event_count == len(log)
+    # Only the signature was wrong: the same event signed by its author applies.
+    assert [e.seq for e in ledger.apply(genuine).applied] == [len(log) + 1]
 
 
 async def test_a_dead_worker_means_not_verified_not_valid() -> None:

@@ -221,14 +221,80 @@ def test_unknown_keys_are_ignored() -> None:
     assert decode(raw) == QueryMessage(b"t", Ping(ID))
 
 
-@settings(max_examples=1000, deadline=None)
-@given(st.binary(max_size=300))
-def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+# ---------------------------------------------------------------- generated messages
+
+_node_ids = st.binary(min_size=20, max_size=20)
+_strings = st.binary(max_size=40)
+_int64 = st.integers(-(2**63), 2**63 - 1)
+_ipv4 = st.ip_addresses(v=4).map(str)
+_ports = st.integers(1, 0xFFFF)  # port 0 entries are skipped on decode (k-rpc parseNodes)
+_bvalues = st.recursive(
+    st.one_of(_int64, st.binary(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.binary(max_size=8), inner, max_size=4)),
+    max_leaves=10)
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+_queries = st.one_of(
+    st.builds(Ping, _node_ids),
+    st.builds(FindNode, _node_ids, _strings),
+    st.builds(GetPeers, _node_ids, _strings),
+    st.builds(AnnouncePeer, _node_ids, _strings, _ports, _strings, st.just(False)),
+    # With implied_port the port field is not checked (the UDP source port is used).
+    st.builds(AnnouncePeer, _node_ids, _strings, st.integers(0, 0xFFFF), _strings, st.just(True)),
+    st.builds(GetItem, _node_ids, _strings, _optional(_int64)),
+    # A falsy v (the integer 0) is refused by design (see _build_put).
+    st.builds(PutItem, _node_ids, _strings, _bvalues.filter(lambda v: v != 0),
+              _optional(_strings), _optional(_strings), _optional(_int64), _optional(_strings),
+              _optional(_int64)),
+)
+_responses = st.builds(
+    Response, _node_ids,
+    _optional(st.lists(st.builds(NodeInfo, _node_ids, _ipv4, _ports), max_size=4).map(tuple)),
+    _optional(st.lists(st.builds(PeerInfo, _ipv4, _ports), max_size=4).map(tuple)),
+    _optional(_strings), _optional(_bvalues), _optional(_strings), _optional(_strings),
+    _optional(_int64))
+_tids = st.binary(max_size=8)
+_versions = _optional(st.binary(max_size=6))
+valid_messages = st.one_of(
+    st.builds(QueryMessage, _tids, _queries, _versions, st.booleans()),
+    st.builds(ResponseMessage, _tids, _responses, _versions,
+              _optional(st.builds(PeerInfo, _ipv4, st.integers(0, 0xFFFF)))),
+    st.builds(ErrorMessage, _tids, _int64, st.text(max_size=30), _versions),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(valid_messages)
+def test_every_valid_message_round_trips(message: Message) -> None:
+    data = encode(message)
+    assert decode(data) == message
+    assert encode(decode(data)) == data  # canonical: one encoding per message
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def _decode_or_refuse(data: bytes) -> Message | None:
+    """``decode`` must either return a message that survives a round trip or raise
+    KrpcError; any other exception fails the test."""
     try:
         message = decode(data)
-    except KrpcError:
-        return
+    except KrpcError as exc:
+        assert isinstance(exc.reason, DropReason)
+        return None
     assert decode(encode(message)) == message
+    return message
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
+    _decode_or_refuse(data)
 
 
 _leaf = st.one_of(st.integers(-(2**70), 2**70), st.binary(max_size=30),
@@ -243,9 +309,23 @@ _values = st.recursive(_leaf, lambda inner: st.one_of(
 
 @settings(max_examples=250, deadline=None)
 @given(st.dictionaries(_keys, _values, max_size=7))
-def test_fuzz_krpc_shaped_dicts(body: dict[bytes, Any]) -> None:
-    try:
-        message = decode(bencode2.bencode(body))
-    except KrpcError:
-        return
-    assert decode(encode(message)) == message
+def test_krpc_shaped_dicts_never_crash_the_decoder(body: dict[bytes, Any]) -> None:
+    _decode_or_refuse(bencode2.bencode(body))
+
+
+@settings(max_examples=500, deadline=None)
+@given(valid_messages, st.sampled_from([b"", b"a", b"r", b"e"]), _keys,
+       st.none() | _values)
+def test_one_field_changed_in_a_valid_message(message: Message, where: bytes, key: bytes,
+                                              value: Any) -> None:
+    """Near-valid input: one key of a valid message (top level or inside its a/r/e
+    part) deleted (``value`` None) or replaced. Decoded or refused, never a crash."""
+    raw = bencode2.bdecode(encode(message))
+    target = raw.get(where) if where else raw
+    if not isinstance(target, dict):
+        target = raw
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = value
+    _decode_or_refuse(bencode2.bencode(raw))

@@ -8,11 +8,11 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peer.gen.auction.v1 import Open, RejectCode, SignedEvent
+from peer.gen.auction.v1 import Event, Open, RejectCode, SignedEvent
 from peer.identity import Identity
 from peer.ledger import Ledger
-from peer.rules import check_currency, check_item, format_amount, parse_amount
-from peer.signed_events import sign_event
+from peer.rules import Rejection, check_currency, check_item, format_amount, parse_amount
+from peer.signed_events import decode_signed, sign_event
 from tests.unit.test_ledger import Author, bid, raw_event, sha, snapshot
 
 PEOPLE = [Identity.from_seed(bytes([i + 1]) * 32, f"Client#{i + 1}") for i in range(4)]
@@ -143,15 +143,59 @@ def test_tampered_events_are_refused_and_change_nothing(
     assert ledger.apply(last).rejection is None  # the genuine event still applies
 
 
-@SETTINGS
-@given(st.binary(max_size=300), st.binary(max_size=80), st.booleans())
+# Decodable events with loose field values, so that ``verified=True`` (no signature
+# check) reaches the ledger's rules, and raw bytes, which mostly do not decode.
+_VALID_OPEN = {"author": PEOPLE[0].node_id, "author_name": "Client#1", "item": "Pic#1",
+               "start_amount": "10", "currency": "USDt"}
+_SPOILERS = st.sampled_from([("author", b""), ("author", b"\x01" * 31),
+                             ("author_name", ""), ("author_name", "x" * 200),
+                             ("item", ""), ("start_amount", "abc"), ("start_amount", "0"),
+                             ("currency", "")])
+
+
+def _open_bytes(seq: int, prev: bytes, spoil: tuple[str, object] | None) -> bytes:
+    values: dict[str, object] = dict(_VALID_OPEN)
+    if spoil is not None:
+        values[spoil[0]] = spoil[1]
+    return bytes(Event(author=values["author"], seq=seq, prev=prev, time_ms=1,
+                       author_name=values["author_name"],
+                       open=Open(item=values["item"], start_amount=values["start_amount"],
+                                 currency=values["currency"])))
+
+
+_loose_events = st.builds(_open_bytes, st.integers(0, 3), st.sampled_from([b"", b"\x07" * 32]),
+                          st.none() | _SPOILERS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300), _loose_events), st.binary(max_size=80),
+       st.booleans())
 def test_arbitrary_bytes_never_raise(data: bytes, signature: bytes, verified: bool) -> None:
     ledger = Ledger()
-    result = ledger.apply(SignedEvent(event=data, signature=signature), verified=verified)
-    if not verified:
+    signed = SignedEvent(event=data, signature=signature)
+    result = ledger.apply(signed, verified=verified)
+    # Exactly one outcome, and the ledger holds exactly what the result says.
+    assert [result.rejection is not None, result.held, bool(result.applied)].count(True) == 1
+    assert ledger.event_count == len(result.applied)
+    assert ledger.held_count == int(result.held)
+    decoded = decode_signed(signed)
+    if isinstance(decoded, Rejection):
+        assert result.rejection == decoded  # undecodable: refused for that reason
+        return
+    body = decoded.body()
+    if isinstance(body, Rejection):
+        assert result.rejection == body  # a bad value is refused before any signature
+    elif not verified:
+        # Nobody signed these bytes: the author's signature cannot match.
         assert result.rejection is not None
-        assert result.rejection.code in (RejectCode.BAD_EVENT, RejectCode.BAD_SIGNATURE)
-        assert ledger.event_count == 0
+        assert result.rejection.code == RejectCode.BAD_SIGNATURE
+    elif decoded.fields.seq > 1:
+        assert result.held  # valid so far, waits for seq 1
+    elif decoded.fields.prev != b"":
+        assert result.rejection is not None and result.rejection.code == RejectCode.BAD_EVENT
+    else:
+        assert [e.seq for e in result.applied] == [1]
+        assert ledger.heads() == {decoded.fields.author: 1}
 
 
 @settings(max_examples=150, deadline=None)
@@ -168,9 +212,24 @@ def test_mutated_real_events_never_raise(position: int, values: list[int],
         data[(position + offset) % len(data)] = value
     ledger = Ledger()
     ledger.apply(seller.log[0])
-    result = ledger.apply(SignedEvent(event=bytes(data), signature=signed.signature),
-                          verified=verified)
-    assert result.rejection is not None or result.held or result.duplicate or result.applied
+    before = snapshot(ledger)
+    mutated = SignedEvent(event=bytes(data), signature=signed.signature)
+    result = ledger.apply(mutated, verified=verified)
+    assert [result.rejection is not None, result.held, bool(result.applied),
+            result.duplicate].count(True) == 1
+    assert ledger.event_count == 1 + len(result.applied)
+    if bytes(data) == signed.event:  # the mutation wrote the bytes that were there
+        assert [e.seq for e in result.applied] == [2]
+        return
+    if not verified:
+        # The signature covers the exact bytes: any change is refused, nothing moves.
+        assert result.rejection is not None
+        assert snapshot(ledger) == before and ledger.held_count == 0
+        assert [e.seq for e in ledger.apply(signed).applied] == [2]  # the genuine one still does
+    elif result.rejection is not None:
+        # Trusted as signed, still refused by the rules: only a fork may be recorded.
+        assert ledger.heads() == {PEOPLE[0].node_id: 1}
+        assert ledger.held_count == 0 and ledger.auctions(include_closed=True)[0].bids == []
 
 
 # ---------------------------------------------------------------- value rules

@@ -126,12 +126,17 @@ async def test_one_byte_at_a_time() -> None:
 
 
 async def test_client_that_vanishes_does_not_break_the_server() -> None:
+    the_app = app()
     client, server = trio.testing.memory_stream_pair()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve_connection, server, app())
+            nursery.start_soon(serve_connection, server, the_app)
             await client.send_all(post(b'{"data":"a"}'))
             await client.aclose()
+        # The connection ended (the nursery exited) without an unexpected error, and
+        # the same app answers the next client.
+        assert the_app.errors_logged == 0
+        assert await exchange(post(b'{"data":"a"}'), the_app) == ok(b"[]")
 
 
 @settings(max_examples=60, deadline=None)
