@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grape", action="append", metavar="URL",
                        help=f"Grape HTTP API URL; repeat for failover (default {DEFAULT_GRAPE})")
     serve.add_argument("--host", default=DEFAULT_HOST,
-                       help=f"address for the public Peer service (default {DEFAULT_HOST})")
+                       help=f"address the public Peer service listens on (default "
+                            f"{DEFAULT_HOST}: every interface). Peers dial the address Grape "
+                            "recorded for this host; the self-check at start says whether "
+                            "this node answers there")
     serve.add_argument("--port", type=int, default=0,
                        help="public port; 0 (the default) picks a free one on the first "
                             "start and reuses it later (remembered in the data dir)")

@@ -8,7 +8,10 @@ from pathlib import Path
 
 DEFAULT_GRAPE = "http://127.0.0.1:30001"
 DEFAULT_SERVICE = "auction"
-DEFAULT_HOST = "127.0.0.1"
+# Every interface: Grape lists a node under the address its host's DHT traffic comes
+# from, which is not loopback as soon as there is more than one host. The public
+# port serves only the Peer API; the Control API is on a Unix socket (0600).
+DEFAULT_HOST = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,9 @@ class NodeConfig:
         name: display name shown to other users, e.g. ``Client#1``.
         data_dir: holds the key, the event database and (usually) the control socket.
         grape_urls: Grape HTTP endpoints, tried in order; the first that answers is kept.
-        host: address the public Peer service binds to and announces.
-        port: public port; 0 picks a free one.
+        host: address the public Peer service binds to (Grape decides the address
+            peers dial; the self-check finds it).
+        port: public port; 0 picks a free one, remembered in the data dir for restarts.
         service: the Grape service name under which nodes announce themselves.
         json_output: print one JSON object per line instead of readable log lines.
     """

@@ -269,6 +269,24 @@ class Mesh:
         self._mark_up(link)
         return True
 
+    async def who_is_at(self, address: str) -> bytes:
+        """The node id that answers Hello at ``address``, which is not made a peer.
+
+        The self-check asks its own announced address this way. Raises on any failure
+        (refused, timed out, malformed reply).
+        """
+        link = PeerLink(address)
+        request = HelloRequest(node_id=self.node_id, name="", heads=[])
+        try:
+            with trio.fail_after(HELLO_TIMEOUT + 1):
+                reply = await self.bridge.to_trio(
+                    _on_stub, link, functools.partial(_hello, request))
+        finally:
+            link.closed = True
+            link.close_channel()
+        node_id: bytes = reply.node_id
+        return node_id
+
     # ------------------------------------------------------------------ state changes
 
     def _mark_up(self, link: PeerLink) -> None:

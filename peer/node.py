@@ -70,6 +70,7 @@ from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
 from peer.rpc import BadInput, ControlService, PeerService
 from peer.rules import Rejection
+from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
 from peer.signed_events import make_signed_bid, sign_event
 from peer.store import EventStore, StoredEvent, StoreError
@@ -83,6 +84,9 @@ WATCH_BUFFER = 256
 INITIAL_PROBE_WAIT = 1.0
 # How long a stopping node waits for its servers' handlers to end (they are cancelled).
 STOP_WAIT = 5.0
+# How often the self-check runs again once it passed: an address can change (DHCP,
+# a moved host); while it fails, it runs every announce interval.
+SELF_CHECK_RECHECK = 60.0
 
 # (index into the sorted authors still to send, last seq sent of that author)
 SyncCursor = tuple[int, int]
@@ -136,6 +140,7 @@ class Node:
         self._nonce = random.getrandbits(48)
         self._ready = False
         self._own_events: InOrder[ApplyResult] = InOrder()
+        self.self_check: SelfCheck = NOT_RUN
 
     # ================================================================== lifecycle
 
@@ -203,6 +208,8 @@ class Node:
                                                       self.port,
                                                       interval=config.announce_interval)
                         await nursery.start(announcer)
+                        await self._check_self(grape)
+                        nursery.start_soon(self._self_check_loop, grape)
                         synced = await self._initial_sync(grape)
                         nursery.start_soon(self._discovery_loop, grape)
                         nursery.start_soon(anti_entropy, self, self.mesh,
@@ -211,7 +218,8 @@ class Node:
                         info = ReadyInfo(config.name, self.identity.node_id, self.port,
                                          synced, socket_path)
                         self.output.ready(info.name, info.node_id, info.port, synced,
-                                          self.ledger.event_count, str(socket_path))
+                                          self.ledger.event_count, str(socket_path),
+                                          self.self_check)
                         task_status.started(info)
                         try:
                             await trio.sleep_forever()
@@ -268,6 +276,32 @@ class Node:
             log.info("%s: picked port %d; later starts reuse it (pass --port to choose)",
                      config.name, port)
         return port
+
+    async def _check_self(self, grape: GrapeClient) -> None:
+        """Run the self-check once; log when its outcome changes (a WARNING with the fix
+        when it fails)."""
+        assert self.identity is not None and self.mesh is not None
+        config = self.config
+        result = await check_self(functools.partial(grape.lookup, config.service),
+                                  self.mesh.who_is_at, self.identity.node_id, self.port,
+                                  config.host, service=config.service)
+        before, self.self_check = self.self_check, result
+        if result.passed:
+            # Discovery then skips our own record instead of probing it as a peer.
+            self.mesh.own_address = result.address
+        if result.passed and before != result:
+            log.info("%s: self-check passed: peers reach this node at %s", config.name,
+                     result.address)
+        elif result.state == FAILED and (before.state, before.detail) != (FAILED,
+                                                                            result.detail):
+            log.warning("%s: self-check FAILED, other nodes cannot reach this one: %s",
+                        config.name, result.detail)
+
+    async def _self_check_loop(self, grape: GrapeClient) -> None:
+        while True:
+            wait = SELF_CHECK_RECHECK if self.self_check.passed else self.config.announce_interval
+            await trio.sleep(wait * _jitter())
+            await self._check_self(grape)
 
     async def _initial_sync(self, grape: GrapeClient) -> int:
         """Pull from every peer that is up; returns how many events that added."""
@@ -602,6 +636,8 @@ class Node:
             address=f"{self.config.host}:{self.port}", peers=peers, heads=self.heads(),
             forks=[ForkMsg(author=a, seq=s) for a, s in self.ledger.forks()],
             events=self.ledger.event_count, unanswered_addresses=unanswered,
+            dial_address=self.self_check.address, self_check=self.self_check.state,
+            self_check_detail=self.self_check.detail,
         )
 
     def control_subscribe(self) -> trio.MemoryReceiveChannel[Notification]:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from peer.gen.auction.v1 import Notification
 from peer.render import notification_json, short_id
+from peer.self_check import NOT_RUN, SelfCheck
 
 __all__ = ["Output"]
 
@@ -33,12 +34,18 @@ class Output:
             pass
 
     def ready(self, name: str, node_id: bytes, port: int, synced: int, events: int,
-              control_socket: str) -> None:
+              control_socket: str, check: SelfCheck = NOT_RUN) -> None:
+        if check.passed:
+            reach = f"peers dial {check.address} (self-check passed)"
+        else:
+            reach = f"self-check {check.state.upper()}: {check.detail}"
         self._emit(
             {"event": "ready", "name": name, "node_id": node_id.hex(), "port": port,
-             "synced": synced, "events": events, "control_socket": control_socket},
+             "synced": synced, "events": events, "control_socket": control_socket,
+             "dial_address": check.address or None, "self_check": check.state,
+             "self_check_detail": check.detail},
             f"{name} ({short_id(node_id)}) ready on port {port}: "
-            f"{events} event(s), {synced} synced from peers",
+            f"{events} event(s), {synced} synced from peers; {reach}",
         )
 
     def notification(self, note: Notification) -> None:

@@ -140,6 +140,9 @@ def status_json(status: StatusReply) -> dict[str, Any]:
         "name": status.name,
         "node_id": status.node_id.hex(),
         "address": status.address,
+        "dial_address": status.dial_address or None,
+        "self_check": status.self_check,
+        "self_check_detail": status.self_check_detail,
         "events": status.events,
         "peers": [{"name": p.name, "node_id": p.node_id.hex(), "state": p.state,
                    "since": _iso(p.since_ms), "address": p.address, "up": p.up,
@@ -154,6 +157,10 @@ def status_lines(status: StatusReply) -> list[str]:
     """`status`: one line per peer node (name, state, since when), not per address."""
     lines = [f"{status.name} ({short_id(status.node_id)}) on {status.address}: "
              f"{status.events} event(s) from {len(status.heads)} author(s)"]
+    if status.self_check == "passed":
+        lines.append(f"  peers dial {status.dial_address} (self-check passed)")
+    elif status.self_check:
+        lines.append(f"  self-check {status.self_check.upper()}: {status.self_check_detail}")
     if not status.peers:
         lines.append("  peers: none known yet")
     for p in status.peers:

@@ -880,6 +880,17 @@ class StatusReply(betterproto2.Message):
     Addresses from Grape that never answered a Hello (not listed in peers).
     """
 
+    dial_address: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    The address peers dial (the one Grape lists that answered Hello as this node),
+    and the self-check that found it: "passed", "failed" or "pending", and on
+    failure what is wrong and the fix.
+    """
+
+    self_check: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+
+    self_check_detail: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message("auction.v1", "StatusReply", StatusReply)
 
