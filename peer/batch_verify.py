@@ -116,11 +116,16 @@ class IncomingBatch:
     Attributes:
         events: The decoded events, in the order received, known ones left out.
         malformed: Why each event that could not be decoded was refused.
+        known: The events left out because the ledger had applied them: the node
+            acknowledges them only once they are durable (they may still be in
+            flight, or be undone before the batch is committed).
     """
 
-    def __init__(self, events: list[DecodedEvent], malformed: list[Rejection]) -> None:
+    def __init__(self, events: list[DecodedEvent], malformed: list[Rejection],
+                 known: list[DecodedEvent] | None = None) -> None:
         self.events = events
         self.malformed = malformed
+        self.known = known if known is not None else []
         self._results: list[bool] | None = None
         self._started = False
         self._done = trio.Event()
@@ -134,13 +139,16 @@ class IncomingBatch:
         """
         events: list[DecodedEvent] = []
         malformed: list[Rejection] = []
+        known: list[DecodedEvent] = []
         for signed in received:
             decoded = decode_signed(signed)
             if isinstance(decoded, Rejection):
                 malformed.append(decoded)
-            elif not ledger.is_applied(decoded):
+            elif ledger.is_applied(decoded):
+                known.append(decoded)
+            else:
                 events.append(decoded)
-        return cls(events, malformed)
+        return cls(events, malformed, known)
 
     async def verify(self, pool: VerifyPool | None = None) -> None:
         """Check the signatures (in ``pool``, else on worker threads), or wait for the

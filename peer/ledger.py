@@ -40,6 +40,7 @@ notifications the ledger hands out are the values of :mod:`peer.auctions`.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -145,6 +146,12 @@ class _Log:
     name: str = ""
     held: dict[int, DecodedEvent] = field(default_factory=dict)
     last_time_ms: int | None = None  # the stamp of the last applied event
+    # The stamp of every applied event (index seq - 1), 8 bytes each: what undo needs
+    # to give last_time_ms back.
+    times: array[int] = field(default_factory=lambda: array("q"))
+    # (seq, the name before it) for every event that changed the name: what undo
+    # needs to restore it, and a name rarely changes.
+    renames: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _reject(code: RejectCode, reason: str) -> ApplyResult:
@@ -427,6 +434,56 @@ class Ledger:
             self._release(log, result)
         return result
 
+    def undo(self, event: LoggedEvent) -> None:
+        """Take back ``event``, which must be the newest applied event of its author.
+
+        For a node whose commit of applied events failed: undoing them newest first
+        leaves the state exactly as if they had never been applied, except that a
+        bidder's display name learnt from an undone bid stays (it is the bidder's own
+        signed name) and recorded forks stay (two signed events at one seq are proof
+        whether or not either was stored). Events held behind the undone ones stay
+        held.
+
+        Raises:
+            ValueError: ``event`` is not its author's newest applied event.
+        """
+        decoded = decode_signed(event.signed)
+        log = self._logs.get(event.author)
+        if (isinstance(decoded, Rejection) or log is None or len(log.hashes) != event.seq
+                or log.hashes[-1] != decoded.digest):
+            raise ValueError(f"seq {event.seq} of {_short(event.author)} is not its author's"
+                             f" newest applied event")
+        body = decoded.body()
+        assert not isinstance(body, Rejection)  # it was applied, so its body is sound
+        if type(body) is CheckedAccept:
+            auction = self._auctions[body.key]
+            auction.bids.pop()  # bids on an auction are applied in its seller's seq order
+            window = auction.terms.extend_ms
+            if window:
+                # Each bid moved the end to max(end, its stamp + W): the end without
+                # this bid is that maximum over the bids that remain.
+                auction.ends_ms = max([auction.terms.ends_at_ms,
+                                       *(b.time_ms + window for b in auction.bids)])
+            nonces = self._nonces[body.key]
+            nonces.discard((body.bid.bidder, body.bid.nonce))
+            if not nonces:
+                del self._nonces[body.key]
+        elif type(body) is CheckedOpen:
+            key = AuctionKey(event.author, event.seq)
+            del self._auctions[key]
+            self._nonces.pop(key, None)
+        else:
+            assert isinstance(body, CheckedClose)
+            auction = self._auctions[body.key]
+            auction.closed = False
+            auction.closed_ms = None
+        log.hashes.pop()
+        log.times.pop()
+        log.last_time_ms = log.times[-1] if log.times else None
+        if log.renames and log.renames[-1][0] == event.seq:
+            log.name = log.renames.pop()[1]
+        self._count -= 1
+
     # ------------------------------------------------------------------ apply helpers
 
     def _apply_one(self, log: _Log, decoded: DecodedEvent, body: CheckedBody,
@@ -488,8 +545,11 @@ class Ledger:
             auction.closed_ms = fields.time_ms
             note = Closed(auction.winner, _closed_text(auction), AuctionAt.of(auction))
         log.hashes.append(decoded.digest)
-        log.name = name
+        if name != log.name:
+            log.renames.append((fields.seq, log.name))
+            log.name = name
         log.last_time_ms = fields.time_ms
+        log.times.append(fields.time_ms)
         self._count += 1
         result.applied.append(LoggedEvent(author, fields.seq, decoded.signed))
         result.notifications.append(note)

@@ -3,7 +3,9 @@
 The node owns all state. Every change goes the same way: the ledger (pure
 rules) applies it in memory, the store makes it durable, and only then is it
 acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
-3-6).
+3-6). Until its commit comes back an event is in flight (:mod:`peer.in_flight`):
+heads, views and counts leave it out; a commit that fails is undone in the
+ledger, so memory never holds what the disk does not.
 """
 
 from __future__ import annotations
@@ -63,17 +65,18 @@ from peer.gen.auction.v1 import (
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
 from peer.identity import Identity, IdentityError, verify
+from peer.in_flight import Commit, InFlight
 from peer.in_order import InOrder
 from peer.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
-from peer.rpc import BadInput, ControlService, PeerService
+from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
 from peer.rules import Rejection
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
-from peer.signed_events import make_signed_bid, sign_event
-from peer.store import EventStore, StoredEvent, StoreError
+from peer.signed_events import DecodedEvent, make_signed_bid, sign_event
+from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view
 
@@ -141,6 +144,8 @@ class Node:
         self._ready = False
         self._own_events: InOrder[ApplyResult] = InOrder()
         self.self_check: SelfCheck = NOT_RUN
+        self._in_flight = InFlight()
+        self._storage_outage: str | None = None  # why the log cannot be written, if so
 
     # ================================================================== lifecycle
 
@@ -346,7 +351,10 @@ class Node:
     # ================================================================== events
 
     def heads(self) -> list[Head]:
-        return [Head(author=a, seq=s) for a, s in self.ledger.heads().items()]
+        return [Head(author=a, seq=s) for a, s in self._durable_heads().items()]
+
+    def _durable_heads(self) -> dict[bytes, int]:
+        return self._in_flight.durable_heads(self.ledger.heads())
 
     async def ingest(self, events: list[SignedEvent], source: PeerLink | None) -> int:
         """Apply events from a peer, make them durable, then notify. Returns how many were new.
@@ -378,14 +386,34 @@ class Node:
         held = False
         malformed: list[Rejection] = list(batch.malformed)
         checked = await batch.verified()
+        # From here to the append in _persist nothing awaits: events reach the store
+        # in the order the ledger applied them, which undoing a failure relies on.
+        self._refuse_while_failed()
         apply = self.ledger.apply_decoded
-        for index, decoded in enumerate(batch.events):
-            result = apply(decoded, verified=checked is not None and checked[index])
+        in_flight = self._in_flight
+        pending: set[Commit] = set()  # commits in flight that hold events this batch repeated
+        todo: list[tuple[DecodedEvent, bool]] = []
+        for decoded in batch.known:
+            fields = decoded.fields
+            holder = in_flight.holding(fields.author, fields.seq) if in_flight else None
+            if holder is not None:
+                pending.add(holder)
+            elif not self.ledger.is_applied(decoded):
+                todo.append((decoded, False))  # undone since prepare(): apply it again
+        todo.extend((decoded, checked is not None and checked[index])
+                    for index, decoded in enumerate(batch.events))
+        for decoded, verified in todo:
+            result = apply(decoded, verified=verified)
             if result.applied:
                 applied.extend(result.applied)
                 notes.extend(result.notifications)
             elif result.held:
                 held = True
+            elif result.duplicate and in_flight:
+                fields = decoded.fields
+                holder = in_flight.holding(fields.author, fields.seq)
+                if holder is not None:
+                    pending.add(holder)
             if result.rejection is not None:
                 if result.rejection.code in _MALFORMED:
                     malformed.append(result.rejection)
@@ -394,10 +422,16 @@ class Node:
                              source.address if source else "a peer", result.rejection)
         if applied:
             # Durable before anyone hears of it: watchers, peers, the sender.
-            await self._persist(applied)
+            await self._persist(applied, notes)
             if self._ready or self._watchers:  # else nobody hears of them (initial sync)
                 for note in notes:
                     self._notify(note)
+        for holder in pending:
+            # Events we had already applied but not yet stored: the sender is told
+            # "durable" only once they are.
+            await holder.wait()
+            if holder.failed:
+                raise self._unavailable("an earlier commit failed")
         if held and source is not None and self._nursery is not None and self.mesh is not None:
             mesh = self.mesh
             self._nursery.start_soon(self._pull_gate.pull_once, source,
@@ -406,10 +440,76 @@ class Node:
             raise BadInput(f"{len(malformed)} event(s) refused, first: {malformed[0]}")
         return len(applied)
 
-    async def _persist(self, events: list[LoggedEvent]) -> None:
+    async def _persist(self, events: list[LoggedEvent], notes: list[LedgerNotification]
+                       ) -> None:
+        """Make ``events``, just applied by the ledger, durable; or take them back.
+
+        Call it with nothing awaited since the events were applied. On failure the
+        events (and every later one, which the store fails too) are undone in the
+        ledger once every commit in flight has come back.
+
+        Raises:
+            StorageUnavailable: The commit failed; the events are not on disk.
+        """
         assert self.store is not None
-        await self.store.append([StoredEvent(e.author, e.seq, e.signed.event, e.signed.signature)
-                                 for e in events])
+        commit = self._in_flight.begin(events, notes)
+        rows = [StoredEvent(e.author, e.seq, e.signed.event, e.signed.signature)
+                for e in events]
+        try:
+            # Never withdrawn once called, even if our caller is cancelled
+            # (EventStore.append), so this always learns the outcome.
+            await self.store.append(rows)
+        except BaseException as exc:
+            self._in_flight.failed(commit)
+            self._undo_failed()
+            if isinstance(exc, (StoreError, OSError)):
+                raise self._storage_failed(exc) from exc
+            raise
+        self._in_flight.succeeded(commit)
+        self._storage_recovered()
+        self._undo_failed()  # later commits may have failed and come back first
+
+    def _undo_failed(self) -> None:
+        """Once every commit in flight is back, undo the events of the failed ones."""
+        undo = self._in_flight.take_failed()
+        if not undo:
+            return
+        for event in undo:
+            self.ledger.undo(event)
+        log.warning("%s: %d event(s) not stored were taken back out of memory",
+                    self.config.name, len(undo))
+        assert self.store is not None
+        self.store.resume()  # the next write tries the disk again
+
+    def _refuse_while_failed(self) -> None:
+        """Refuse a write while a failed commit is not yet undone.
+
+        Raises:
+            StorageUnavailable: The store refuses appends until the undo is done.
+        """
+        assert self.store is not None
+        failure = self.store.failure
+        if failure is not None:
+            raise self._unavailable(failure.reason)
+
+    def _storage_failed(self, exc: BaseException) -> StorageUnavailable:
+        """Log the start of an outage (once) and say why writes are refused."""
+        reason = exc.reason if isinstance(exc, StoreUnavailable) else str(exc)
+        if self._storage_outage is None:
+            self._storage_outage = reason
+            log.error("%s: cannot write the event log; refusing writes, serving reads and"
+                      " syncs, until it can: %s", self.config.name, exc)
+        return self._unavailable(reason)
+
+    def _storage_recovered(self) -> None:
+        if self._storage_outage is not None:
+            log.info("%s: the event log is writable again (it was not: %s)", self.config.name,
+                     self._storage_outage)
+            self._storage_outage = None
+
+    def _unavailable(self, reason: str) -> StorageUnavailable:
+        return StorageUnavailable(f"{self.config.name} cannot write its event log: {reason}",
+                                  reason)
 
     def _stamp(self) -> int:
         """The time our next event carries: now, but never before our previous event."""
@@ -422,8 +522,12 @@ class Node:
 
         ``time_ms`` is the stamp the caller checked the event against (default
         :meth:`_stamp`); there must be no await between that check and this call.
+
+        Raises:
+            StorageUnavailable: The event could not be stored; nothing of it remains.
         """
         assert self.identity is not None
+        self._refuse_while_failed()
         stamp = self._stamp() if time_ms is None else time_ms
         event = self.ledger.next_event(self.identity.node_id, self.config.name, stamp,
                                        open=open, accept=accept, close=close)
@@ -437,7 +541,7 @@ class Node:
         # from the group commit in any order, but peers and watchers hear in seq order.
         slot = self._own_events.reserve()
         try:
-            await self._persist(result.applied)
+            await self._persist(result.applied, result.notifications)
         except BaseException:
             self._announce_own(self._own_events.fill(slot, None))
             raise
@@ -511,11 +615,18 @@ class Node:
         # accepted just before the end is never stamped at or after it.
         stamp = self._stamp()
         rejection = self.ledger.check_bid(bid, self.identity.node_id, stamp)
-        if rejection is not None:
-            return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
-                                                       reason=rejection.reason))
-        signed = (await self._author(accept=Accept(bid=bid), time_ms=stamp)).signed
-        return PlaceBidReply(accepted=signed)
+        if rejection is None:
+            try:
+                signed = (await self._author(accept=Accept(bid=bid), time_ms=stamp)).signed
+            except StorageUnavailable as exc:
+                # The bidder learns the seller's disk is the problem, not the network;
+                # the seller's paths stay out of it.
+                rejection = Rejection(RejectCode.STORAGE_UNAVAILABLE,
+                                      f"the seller cannot store bids now: {exc.reason}")
+            else:
+                return PlaceBidReply(accepted=signed)
+        return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
+                                                   reason=rejection.reason))
 
     async def on_push(self, request: PushRequest) -> PushReply:
         source = self.mesh.link_for(request.sender) if self.mesh else None
@@ -527,7 +638,7 @@ class Node:
         """One page of a Sync stream, and where the next page starts (None when done)."""
         assert self.store is not None
         theirs = {h.author: h.seq for h in request.heads}
-        todo = sorted(a for a, s in self.ledger.heads().items() if s > theirs.get(a, 0))
+        todo = sorted(a for a, s in self._durable_heads().items() if s > theirs.get(a, 0))
         author_index, after = cursor if cursor is not None else (0, 0)
         events: list[SignedEvent] = []
         while author_index < len(todo) and len(events) < PAGE_SIZE:
@@ -573,7 +684,10 @@ class Node:
             reserve=opening.reserve)
         if rejection is not None:
             return _rejected(rejection)
-        opened = await self._author(open=opening, time_ms=stamp)
+        try:
+            opened = await self._author(open=opening, time_ms=stamp)
+        except StorageUnavailable as exc:
+            return _rejected(Rejection(RejectCode.STORAGE_UNAVAILABLE, str(exc)))
         return self._view_reply(AuctionKey(opened.author, opened.seq))
 
     async def control_bid(self, request: BidRequest) -> ControlReply:
@@ -599,7 +713,13 @@ class Node:
             return ControlReply(rejected=reply.rejected)
         if reply.accepted is not None:
             # Apply the seller's Accept now, so `show` right after `bid` shows it.
-            await self.ingest([reply.accepted], self.mesh.link_for(key.author))
+            try:
+                await self.ingest([reply.accepted], self.mesh.link_for(key.author))
+            except StorageUnavailable as exc:
+                return _rejected(Rejection(
+                    RejectCode.STORAGE_UNAVAILABLE,
+                    f"the seller accepted the bid, but {exc}; `show` on another node"
+                    f" shows it"))
         return self._view_reply(key)
 
     async def control_close(self, request: CloseRequest) -> ControlReply:
@@ -610,13 +730,16 @@ class Node:
         rejection = self.ledger.check_close(key, self.identity.node_id)
         if rejection is not None:
             return _rejected(rejection)
-        await self._author(close=Close(auction=key.message()))
+        try:
+            await self._author(close=Close(auction=key.message()))
+        except StorageUnavailable as exc:
+            return _rejected(Rejection(RejectCode.STORAGE_UNAVAILABLE, str(exc)))
         return self._view_reply(key)
 
     async def control_list(self, request: ListRequest) -> ListReply:
         now = self.wall_clock_ms()
-        return ListReply(auctions=[auction_view(a, now)
-                                   for a in self.ledger.auctions(request.all)])
+        auctions = self._in_flight.durable_auctions(self.ledger.auctions(request.all))
+        return ListReply(auctions=[auction_view(a, now) for a in auctions])
 
     async def control_show(self, request: ShowRequest) -> ControlReply:
         key = self.ledger.resolve(request.auction)
@@ -635,7 +758,8 @@ class Node:
             node_id=self.identity.node_id, name=self.config.name,
             address=f"{self.config.host}:{self.port}", peers=peers, heads=self.heads(),
             forks=[ForkMsg(author=a, seq=s) for a, s in self.ledger.forks()],
-            events=self.ledger.event_count, unanswered_addresses=unanswered,
+            events=self.ledger.event_count - len(self._in_flight),
+            unanswered_addresses=unanswered,
             dial_address=self.self_check.address, self_check=self.self_check.state,
             self_check_detail=self.self_check.detail,
         )
@@ -647,9 +771,10 @@ class Node:
 
     def _view_reply(self, key: AuctionKey) -> ControlReply:
         auction = self.ledger.auction(key)
-        if auction is None:
+        durable = self._in_flight.durable_auctions([auction]) if auction is not None else []
+        if not durable:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
-        return ControlReply(auction=auction_view(auction, self.wall_clock_ms()))
+        return ControlReply(auction=auction_view(durable[0], self.wall_clock_ms()))
 
 
 # ====================================================================== entry point

@@ -42,7 +42,7 @@ from peer.gen.auction.v1 import (
     WatchRequest,
 )
 
-__all__ = ["BadInput", "ControlService", "PeerService"]
+__all__ = ["BadInput", "ControlService", "PeerService", "StorageUnavailable"]
 
 # Refuse oversized batches before touching them (DESIGN.md section 7).
 MAX_EVENTS_PER_PUSH = 4096
@@ -51,6 +51,21 @@ MAX_HEADS = 100_000
 
 class BadInput(Exception):
     """A peer sent something malformed: it becomes ``INVALID_ARGUMENT`` on the wire."""
+
+
+class StorageUnavailable(Exception):
+    """This node cannot write its event log now (disk full, read-only, I/O error).
+
+    Pushes are answered ``UNAVAILABLE`` with :attr:`reason`; bids and control calls
+    get a ``STORAGE_UNAVAILABLE`` rejection instead.
+
+    Attributes:
+        reason: SQLite's or the OS's words, without local paths (shown to peers).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PeerApi(Protocol):
@@ -106,6 +121,8 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
             return await aio.from_trio(self.node.on_push, message)
         except BadInput as exc:
             raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+        except StorageUnavailable as exc:
+            raise GRPCError(Status.UNAVAILABLE, f"storage unavailable: {exc.reason}") from None
 
     async def push_stream(self, messages: AsyncIterator[PushRequest]
                           ) -> AsyncIterator[PushReply]:
@@ -122,6 +139,9 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
                     reply = await on_push(message)
                 except BadInput as exc:
                     raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+                except StorageUnavailable as exc:
+                    raise GRPCError(Status.UNAVAILABLE,
+                                    f"storage unavailable: {exc.reason}") from None
                 yield reply
 
     async def sync(self, message: SyncRequest) -> AsyncIterator[SyncReply]:

@@ -20,6 +20,14 @@ store. A long-lived thread fed by a queue costs a fraction of a ``to_thread`` ha
 per commit (no thread-cache, limiter or context bookkeeping), which matters when
 every acknowledged event waits for one.
 
+Order: the log on disk is always a prefix of the appends in the order they were
+called. An append is never withdrawn once called (a cancelled caller still waits
+for its transaction, a few milliseconds), and after a failed transaction (disk
+full, I/O error, read-only file system) every append queued behind it fails too,
+and so does every later one until :meth:`EventStore.resume`: a caller that applied
+events in memory before appending them can take back exactly the ones that failed
+and never finds a later one on disk without an earlier one.
+
 Failure: a file that is not a database, is truncated, or fails ``PRAGMA
 quick_check`` raises :class:`StoreCorrupt` naming the file. It is opened read-only
 for the check and never recreated or repaired, so nothing is silently lost. Damage
@@ -53,6 +61,7 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "StoreStatistics",
+    "StoreUnavailable",
     "StoredEvent",
 ]
 
@@ -121,6 +130,21 @@ class StoreCorrupt(StoreError):
 
     The file is left exactly as found; recovering it is for a human (or a backup).
     """
+
+
+class StoreUnavailable(StoreError):
+    """A transaction failed (disk full, I/O error, read-only file system): nothing of
+    it was stored, and nothing appended after it is stored until
+    :meth:`EventStore.resume`. The message names the file and SQLite's reason.
+
+    Attributes:
+        reason: What went wrong, without the file name (``"database or disk is full
+            (SQLITE_FULL)"``), for rejections shown to users.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +276,7 @@ class EventStore:
         self._queue: list[_Pending] = []
         self._committing = False
         self._commit_done = trio.Event()
+        self._failure: StoreUnavailable | None = None  # set by a failed transaction
         self._busy = 0  # threads using a connection right now; close() must not race them
         self._closed = False
         self._counters = _Counters()
@@ -363,15 +388,18 @@ class EventStore:
         overwritten (forks are the ledger's business; the store only never loses
         what it was given first). Events are stored in the order given.
 
-        Concurrent calls share transactions (group commit). If the caller is
-        cancelled while waiting, its events may or may not have been committed,
-        as with any cancelled write; they are never half-committed.
+        Concurrent calls share transactions (group commit). Once called, an append
+        is not withdrawn: a cancelled caller waits for its transaction all the same
+        (the cancellation is delivered at its next checkpoint), so what is on disk
+        is always a prefix of the appends in call order.
 
         Args:
             events: The rows to store.
 
         Raises:
-            StoreError: The transaction failed; none of its events were stored.
+            StoreUnavailable: This transaction, or an earlier one not yet followed
+                by :meth:`resume`, failed; none of these events were stored.
+            StoreError: The rows could not be stored for another reason.
             trio.ClosedResourceError: The store is closed.
         """
         batch = tuple(events)
@@ -395,27 +423,43 @@ class EventStore:
             raise TypeError("set_meta() takes a str key and a bytes value")
         await self._submit(_Pending((), ((key, value),)))
 
+    @property
+    def failure(self) -> StoreUnavailable | None:
+        """Why appends are refused until :meth:`resume`; None while they are taken."""
+        return self._failure
+
+    def resume(self) -> None:
+        """Take appends again after a failed transaction.
+
+        Call it once every append that failed has come back to its caller and the
+        caller has taken back what it had applied on their behalf; the next append
+        then tries the disk again.
+        """
+        self._failure = None
+
     async def _submit(self, ticket: _Pending) -> None:
         self._check_open()
+        if self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            reason = self._failure.reason
+            raise StoreUnavailable(f"{self._path}: not written, an earlier commit failed"
+                                   f" and nothing is written until resume(): {reason}",
+                                   reason) from self._failure
         if not ticket.events and not ticket.meta:
             await trio.lowlevel.checkpoint()
             return
         self._queue.append(ticket)
-        try:
+        # Shielded: a queued append is never withdrawn. Withdrawing it would leave a
+        # hole whenever a later append (the caller's next seq) was already queued.
+        with trio.CancelScope(shield=True):
             while not ticket.done:
                 if self._committing:
                     # Someone else's transaction is on disk-time; ours goes in the next.
                     await self._commit_done.wait()
                 else:
                     await self._commit_queued()
-        except BaseException:
-            # Cancelled while still queued: withdraw, so nothing is written for a
-            # caller that has gone away without an answer.
-            if ticket in self._queue:
-                self._queue.remove(ticket)
-            raise
         if ticket.error is not None:
-            raise _translate(ticket.error, self._path, "append") from ticket.error
+            raise ticket.error
 
     async def _commit_queued(self) -> None:
         """Commit everything queued in one transaction, in this task's turn."""
@@ -436,8 +480,13 @@ class EventStore:
                 # back, in order, for whoever takes the next turn.
                 self._queue[:0] = batch
                 raise
-            for ticket in batch:
-                ticket.done, ticket.error = True, exc
+            failure = _unavailable(exc, self._path)
+            # Everything queued behind the failed transaction fails with it: written
+            # later, it could stand on disk without an event it follows.
+            failed, self._queue = batch + self._queue, []
+            self._failure = failure
+            for ticket in failed:
+                ticket.done, ticket.error = True, failure
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -880,6 +929,17 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                     conn.execute("ROLLBACK")
             raise
         version = target
+
+
+def _unavailable(exc: BaseException, path: Path) -> StoreUnavailable:
+    """The StoreUnavailable that a failed transaction hands every caller it fails."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    reason = f"{exc} ({name})"
+    failure = StoreUnavailable(f"{path}: cannot write the event log: {reason}", reason)
+    failure.__cause__ = exc
+    return failure
 
 
 def _translate(exc: BaseException, path: Path, doing: str) -> StoreError:

@@ -21,6 +21,7 @@ import trio
 from peer.batch_verify import IncomingBatch
 from peer.gen.auction.v1 import Head, SignedEvent, SyncReply, SyncRequest
 from peer.mesh import Mesh, PeerLink
+from peer.rpc import StorageUnavailable
 from peer.verify_pool import open_verify_pool
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,10 @@ async def pull(target: SyncTarget, mesh: Mesh, link: PeerLink) -> int:
                     if added:
                         spare()
                     progress()
-    if failure is not None:
+    if isinstance(failure, StorageUnavailable):
+        # Our disk said no, not the peer: it stays up, and we pull again later.
+        log.debug("sync from %s stopped after %d events: %s", link.address, new, failure)
+    elif failure is not None:
         mesh.mark_down(link, failure)
         log.debug("sync from %s failed after %d events: %s", link.address, new, failure)
     if scope.cancelled_caught:

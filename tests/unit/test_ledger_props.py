@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -299,3 +300,53 @@ def test_sign_event_signs_the_serialized_bytes() -> None:
     signed = sign_event(PEOPLE[0], event)
     assert signed.event == bytes(event)
     assert ledger.apply(signed).rejection is None
+
+
+@SETTINGS
+@given(actions, st.randoms(use_true_random=False))
+def test_undoing_the_newest_events_gives_the_ledger_that_never_saw_them(
+        script: list[tuple[str, int, int, int, str]], rnd: random.Random) -> None:
+    authors, reference = build(script)
+    # Every author keeps a random prefix of its log; the rest is applied, then undone
+    # newest first, in a random interleaving of the authors.
+    kept = {a.identity.node_id: rnd.randint(0, len(a.log)) for a in authors}
+    prefix = Ledger()
+    for author in authors:
+        for signed in author.log[:kept[author.identity.node_id]]:
+            assert prefix.apply(signed).rejection is None
+    replica = Ledger()
+    applied = []
+    queues = [list(a.log) for a in authors]
+    while any(queues):
+        queue = rnd.choice([q for q in queues if q])
+        result = replica.apply(queue.pop(0))
+        assert result.rejection is None, result.rejection
+        applied.extend(result.applied)
+    undone = [e for e in reversed(applied) if e.seq > kept[e.author]]
+    for event in undone:
+        replica.undo(event)
+    assert snapshot(replica) == snapshot(prefix)
+    # Undo leaves nothing behind that would refuse the events again (nonces, closes).
+    for event in reversed(undone):
+        assert replica.apply(event.signed).rejection is None
+    assert snapshot(replica) == snapshot(reference)
+
+
+def test_undo_takes_only_the_newest_event_and_restores_the_name() -> None:
+    seed = bytes([9]) * 32
+    author = Author(Identity.from_seed(seed, "Old"))
+    author.open("Pic#1", "1")
+    author.identity = Identity.from_seed(seed, "New")
+    author.open("Pic#2", "1")
+    ledger = Ledger()
+    applied = [e for signed in author.log for e in ledger.apply(signed).applied]
+    assert ledger.names()[author.identity.node_id] == "New"
+    with pytest.raises(ValueError, match="newest"):
+        ledger.undo(applied[0])
+    ledger.undo(applied[1])
+    assert ledger.names()[author.identity.node_id] == "Old"
+    assert [a.item for a in ledger.auctions()] == ["Pic#1"]
+    ledger.undo(applied[0])
+    assert ledger.heads() == {} and ledger.event_count == 0
+    with pytest.raises(ValueError, match="newest"):
+        ledger.undo(applied[0])

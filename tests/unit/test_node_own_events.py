@@ -10,30 +10,40 @@ import trio
 import trio.testing
 
 from peer.config import NodeConfig
-from peer.gen.auction.v1 import OpenRequest, SignedEvent
+from peer.gen.auction.v1 import OpenRequest, RejectCode, SignedEvent
 from peer.identity import Identity
 from peer.node import Node
 from peer.output import Output
 from peer.rules import Rejection
 from peer.signed_events import decode_signed
-from peer.store import StoredEvent
+from peer.store import StoredEvent, StoreUnavailable
 
 
 class _StoreFinishingOnCue:
-    """Each append waits until the test lets it finish; appends are recorded."""
+    """Each append waits until the test lets it finish; appends are recorded.
+
+    Like EventStore, it fails every append from the failing one on until resume().
+    """
 
     def __init__(self) -> None:
         self.waiting: list[tuple[list[StoredEvent], trio.Event]] = []
         self.changed = trio.Event()
-        self.fail_seq = 0  # the append holding this seq fails once let go
+        self.fail_seq = 0  # appends holding this seq or a later one fail once let go
+        self.failure: StoreUnavailable | None = None
+        self.resumed = 0
 
     async def append(self, events: list[StoredEvent]) -> None:
         done = trio.Event()
         self.waiting.append((events, done))
         self.changed.set()
         await done.wait()
-        if events[0].seq == self.fail_seq:
-            raise OSError("disk full")
+        if self.fail_seq and events[0].seq >= self.fail_seq:
+            self.failure = StoreUnavailable("events.sqlite3: disk full", "disk full")
+            raise self.failure
+
+    def resume(self) -> None:
+        self.failure = None
+        self.resumed += 1
 
 
 class _RecordingMesh:
@@ -59,12 +69,13 @@ def _node(tmp_path: Path) -> tuple[Node, _StoreFinishingOnCue, _RecordingMesh, i
 
 
 async def _open_three_finishing_in_reverse(node: Node, store: _StoreFinishingOnCue,
-                                           errors: list[BaseException]) -> None:
+                                           refused: list[str]) -> None:
     async def open_one(item: str) -> None:
-        try:
-            await node.control_open(OpenRequest(item=item, start_amount="1", currency="USDt"))
-        except OSError as exc:
-            errors.append(exc)
+        reply = await node.control_open(OpenRequest(item=item, start_amount="1",
+                                                    currency="USDt"))
+        if reply.rejected is not None:
+            assert reply.rejected.code == RejectCode.STORAGE_UNAVAILABLE
+            refused.append(reply.rejected.reason)
 
     async with trio.open_nursery() as nursery:
         for item in ("Lot#1", "Lot#2", "Lot#3"):
@@ -80,19 +91,40 @@ async def _open_three_finishing_in_reverse(node: Node, store: _StoreFinishingOnC
 
 async def test_own_events_are_pushed_and_printed_in_seq_order(tmp_path: Path) -> None:
     node, store, mesh, out = _node(tmp_path)
-    errors: list[BaseException] = []
-    await _open_three_finishing_in_reverse(node, store, errors)
-    assert errors == []
+    refused: list[str] = []
+    await _open_three_finishing_in_reverse(node, store, refused)
+    assert refused == []
     assert [events[0].seq for events, _ in store.waiting] == [1, 2, 3]
     assert mesh.pushed == [1, 2, 3]
     ids = [json.loads(line)["auction"]["id"] for line in out.getvalue().splitlines()]
     assert [int(i.rpartition(":")[2]) for i in ids] == [1, 2, 3]
 
 
-async def test_a_failed_commit_does_not_hold_back_the_later_events(tmp_path: Path) -> None:
-    node, store, mesh, _ = _node(tmp_path)
+async def test_a_failed_commit_takes_back_its_event_and_every_later_one(
+        tmp_path: Path) -> None:
+    node, store, mesh, out = _node(tmp_path)
+    assert node.identity is not None
+    me = node.identity.node_id
     store.fail_seq = 2
-    errors: list[BaseException] = []
-    await _open_three_finishing_in_reverse(node, store, errors)
-    assert [str(e) for e in errors] == ["disk full"]
-    assert mesh.pushed == [1, 3]
+    refused: list[str] = []
+    await _open_three_finishing_in_reverse(node, store, refused)
+    assert len(refused) == 2 and all("disk full" in r for r in refused)
+    # Only seq 1 was stored: memory holds it alone, and nobody heard of 2 or 3.
+    assert mesh.pushed == [1]
+    assert node.ledger.heads() == {me: 1} and node.ledger.event_count == 1
+    assert [a.key.seq for a in node.ledger.auctions()] == [1]
+    assert len(out.getvalue().splitlines()) == 1
+    assert store.resumed == 1
+    # The next write tries the disk again and gets the next seq: no seq is re-used
+    # for something else on disk, none is skipped.
+    store.fail_seq = 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node.control_open, OpenRequest(item="Lot#4", start_amount="1",
+                                                          currency="USDt"))
+        with trio.fail_after(5):
+            while len(store.waiting) < 4:
+                store.changed = trio.Event()
+                await store.changed.wait()
+        assert store.waiting[3][0][0].seq == 2
+        store.waiting[3][1].set()
+    assert mesh.pushed == [1, 2]

@@ -216,10 +216,14 @@ class RejectCode(betterproto2.Enum):
 
     BAD_EVENT = 13
 
+    STORAGE_UNAVAILABLE = 14
+    """
+    The node cannot write its event log (disk full, read-only, I/O error); the
+    reason carries the OS's or SQLite's words. Reads and syncs go on meanwhile.
+    """
+
     AUCTION_ENDED = 15
     """
-    14 is kept for REJECT_CODE_STORAGE_UNAVAILABLE.
-
     a bid at or after the auction's (current) end
     """
 
@@ -245,6 +249,7 @@ class RejectCode(betterproto2.Enum):
             11: "REJECT_CODE_BAD_CURRENCY",
             12: "REJECT_CODE_AMBIGUOUS_AUCTION",
             13: "REJECT_CODE_BAD_EVENT",
+            14: "REJECT_CODE_STORAGE_UNAVAILABLE",
             15: "REJECT_CODE_AUCTION_ENDED",
             16: "REJECT_CODE_BAD_TERMS",
         }
@@ -266,6 +271,7 @@ class RejectCode(betterproto2.Enum):
             "REJECT_CODE_BAD_CURRENCY": 11,
             "REJECT_CODE_AMBIGUOUS_AUCTION": 12,
             "REJECT_CODE_BAD_EVENT": 13,
+            "REJECT_CODE_STORAGE_UNAVAILABLE": 14,
             "REJECT_CODE_AUCTION_ENDED": 15,
             "REJECT_CODE_BAD_TERMS": 16,
         }
