@@ -15,6 +15,7 @@ from peer.ledger import Ledger
 from peer.rules import Rejection, check_currency, check_item, format_amount, parse_amount
 from peer.signed_events import decode_signed, sign_event
 from tests.unit.test_ledger import Author, bid, raw_event, sha, snapshot
+from tests.unit.timed_support import ClockedAuthor, outcome
 
 PEOPLE = [Identity.from_seed(bytes([i + 1]) * 32, f"Client#{i + 1}") for i in range(4)]
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -350,3 +351,22 @@ def test_undo_takes_only_the_newest_event_and_restores_the_name() -> None:
     assert ledger.heads() == {} and ledger.event_count == 0
     with pytest.raises(ValueError, match="newest"):
         ledger.undo(applied[0])
+
+
+def test_undo_gives_back_the_end_an_anti_sniping_bid_moved_and_the_last_stamp() -> None:
+    seller = ClockedAuthor(Identity.from_seed(bytes([10]) * 32, "Seller"))
+    key = seller.open("Pic#1", ends_in=60_000, extend=10_000)
+    seller.now += 55_000  # inside the last 10 s: each bid moves the end
+    for n, who in enumerate(PEOPLE[:3]):
+        seller.now += 1_000
+        assert not isinstance(seller.try_bid(who, key, str(20 + n)), Rejection)
+    before = Ledger()
+    for signed in seller.log[:2]:  # the open and the first bid
+        before.apply(signed)
+    ledger = Ledger()
+    applied = [e for signed in seller.log for e in ledger.apply(signed).applied]
+    for event in reversed(applied[2:]):
+        ledger.undo(event)
+    assert outcome(ledger) == outcome(before)
+    # The last stamp is the first bid's again: a new event may be stamped from there.
+    assert ledger.stamp(seller.node_id, 0) == before.stamp(seller.node_id, 0)
