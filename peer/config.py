@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
+
+from peer.h2_guard import TransportLimits
 
 DEFAULT_GRAPE = "http://127.0.0.1:30001"
 DEFAULT_SERVICE = "auction"
@@ -44,6 +47,8 @@ class NodeConfig:
     max_addresses: int = 1000
     max_new_addresses_per_lookup: int = 100
     forget_after: float = 600.0
+    # Bounds on the public gRPC port (peer/h2_guard.py; README, Limits).
+    transport_limits: TransportLimits = field(default_factory=TransportLimits)
 
 
 _INTERVAL_ENV = {
@@ -58,6 +63,13 @@ _LIMIT_ENV: dict[str, tuple[str, float, float]] = {
     "max_addresses": ("AUCTION_PEER_MAX_ADDRESSES", 1, 1_000_000),
     "max_new_addresses_per_lookup": ("AUCTION_PEER_MAX_NEW_ADDRESSES_PER_LOOKUP", 1, 1_000_000),
     "forget_after": ("AUCTION_PEER_FORGET_AFTER", 1, 30 * 86400),
+}
+
+_TRANSPORT_ENV: dict[str, tuple[str, float, float]] = {
+    "max_connections_per_address": ("AUCTION_PEER_MAX_CONNECTIONS_PER_ADDRESS", 1, 100_000),
+    "max_connections": ("AUCTION_PEER_MAX_CONNECTIONS", 1, 100_000),
+    "max_concurrent_streams": ("AUCTION_PEER_MAX_CONCURRENT_STREAMS", 1, 10_000),
+    "idle_timeout": ("AUCTION_PEER_IDLE_TIMEOUT", 1, 86400),
 }
 
 
@@ -82,11 +94,22 @@ def with_env_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeCo
 
 
 def _with_limit_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeConfig:
-    for attr, (var, low, high) in _LIMIT_ENV.items():
+    config = _override(config, _LIMIT_ENV, environ)
+    transport = _override(config.transport_limits, _TRANSPORT_ENV, environ)
+    return config if transport is config.transport_limits else replace(
+        config, transport_limits=transport)
+
+
+_T = TypeVar("_T", NodeConfig, TransportLimits)
+
+
+def _override(target: _T, table: dict[str, tuple[str, float, float]],
+              environ: Mapping[str, str]) -> _T:
+    for attr, (var, low, high) in table.items():
         raw = environ.get(var)
         if raw is None:
             continue
-        integral = isinstance(getattr(config, attr), int)
+        integral = isinstance(getattr(target, attr), int)
         try:
             value: float = int(raw) if integral else float(raw)
         except ValueError:
@@ -94,5 +117,5 @@ def _with_limit_overrides(config: NodeConfig, environ: Mapping[str, str]) -> Nod
             raise ValueError(f"{var} must be {kind}, not {raw!r}") from None
         if not low <= value <= high:
             raise ValueError(f"{var} must be between {low:g} and {high:g}, not {raw!r}")
-        config = replace(config, **{attr: value})  # type: ignore[arg-type]
-    return config
+        target = replace(target, **{attr: value})  # type: ignore[arg-type]
+    return target

@@ -187,7 +187,8 @@ class Node:
         config = self.config
         assert self.identity is not None
         health = Health()
-        peer_server = Server([PeerService(self), health], codec=LimitedCodec())
+        peer_server = Server([PeerService(self), health], codec=LimitedCodec(),
+                             limits=self.config.transport_limits)
         control_server = Server([ControlService(self)], codec=LimitedCodec())
         socket_path = paths.control_socket_path(config.data_dir)
         async with GrapeClient(list(config.grape_urls)) as grape:

@@ -43,6 +43,15 @@ def test_env_overrides_set_the_address_limits() -> None:
         == (50, 5, 90.5)
 
 
+def test_env_overrides_set_the_transport_limits() -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    cfg = with_env_overrides(base, {"AUCTION_PEER_MAX_CONNECTIONS_PER_ADDRESS": "8",
+                                    "AUCTION_PEER_IDLE_TIMEOUT": "30"})
+    assert cfg.transport_limits.max_connections_per_address == 8
+    assert cfg.transport_limits.idle_timeout == 30.0
+    assert cfg.transport_limits.max_connections == base.transport_limits.max_connections
+
+
 @pytest.mark.parametrize("raw", ["0", "1.5", "lots", "-3"])
 def test_env_overrides_reject_bad_limits(raw: str) -> None:
     base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
