@@ -32,6 +32,7 @@ from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
 from peer.control_socket import ControlSocketError, clear_stale
+from peer.data_dir_identity import StartIdentity
 from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
     Accept,
@@ -156,11 +157,12 @@ class Node:
         # Before the key or the database is touched: a second node on this data dir
         # would append to the same log with the same key.
         with DataDirLock.acquire(config.data_dir):
-            self.identity = Identity.load_or_create(paths.key_path(config.data_dir),
-                                                    config.name)
             store = EventStore.open(paths.database_path(config.data_dir))
             self.store = store
+            start: StartIdentity | None = None
             try:
+                start = StartIdentity.open(config.data_dir, config.name, store)
+                self.identity = start.identity
                 rebuilt = self._rebuild(store)
                 log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
                          paths.database_path(config.data_dir))
@@ -168,6 +170,11 @@ class Node:
                     await self._serve(aio.Bridge(loop), task_status)
             finally:
                 store.close()
+                if (start is not None and start.created and not self._ready
+                        and start.identity.node_id not in self.ledger.heads()):
+                    log.info("%s: the first start failed; its new key and database were "
+                             "removed", config.name)
+                    start.abandon()
 
     def _rebuild(self, store: EventStore) -> int:
         # Rows were verified before they were stored and carry a CRC, so the

@@ -97,3 +97,46 @@ def test_something_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "exists and is not a socket" in refused.stderr
     assert socket_path.read_text() == "not a socket"
+
+
+def test_events_without_a_key_refuse_to_start_and_make_no_key(node: NodeProc) -> None:
+    seller = node.ready["node_id"]
+    assert node.cli("open", "Pic#1", "75").code == 0
+    assert node.stop() == 0
+    key_file, database = paths.key_path(node.data_dir), paths.database_path(node.data_dir)
+    key = key_file.read_bytes()
+    key_file.unlink()
+
+    refused = serve_once(node.data_dir)
+    assert refused.returncode != 0
+    assert f"{database} holds 1 event(s) but the node key {key_file} is missing" in refused.stderr
+    assert "Restore node.key from a backup" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not key_file.exists(), "a refused start must not make a key"
+
+    # Nothing was lost: with its key back, the node is the seller it was.
+    key_file.write_bytes(key)
+    node.start()
+    assert node.ready["node_id"] == seller
+    closed = node.cli("close", "Client#1->Pic#1")
+    assert closed.code == 0, closed
+
+
+def test_a_failed_first_start_leaves_no_key_behind(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        failed = serve_once(data_dir, "Client#1", "--port", str(port))
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    assert not paths.key_path(data_dir).exists()
+    assert not paths.database_path(data_dir).exists()
+    # The data dir is as good as new: the next start makes its key and runs.
+    started = NodeProc("Client#1", data_dir, [NO_GRAPE]).start()
+    try:
+        assert paths.key_path(data_dir).exists()
+    finally:
+        started.stop()
+    assert paths.key_path(data_dir).exists(), "a node that started keeps its key"
