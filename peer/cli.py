@@ -33,6 +33,7 @@ from peer.gen.auction.v1 import (
     StatusRequest,
     WatchRequest,
 )
+from peer.names import NameCollision, resolve_data_dir
 from peer.render import (
     auction_json,
     auction_lines,
@@ -73,7 +74,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", type=Path, metavar="DIR",
                        help="the data dir of the node to talk to")
     group.add_argument("--name", metavar="NAME",
-                       help="the node's name; its data dir is $AUCTION_PEER_HOME/NAME "
+                       help="the node's name; its data dir is $AUCTION_PEER_HOME/NAME, NAME "
+                            "escaped as %%XX except letters, digits and . _ - "
                             "(default home ~/.auction-peer)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "start and reuses it later (remembered in the data dir)")
     serve.add_argument("--data-dir", type=Path, metavar="DIR",
                        help="key, event database and control socket (default "
-                            "$AUCTION_PEER_HOME/NAME, home ~/.auction-peer)")
+                            "$AUCTION_PEER_HOME/NAME with NAME escaped, home ~/.auction-peer)")
     serve.add_argument("--service", default=DEFAULT_SERVICE,
                        help=f"Grape service name nodes announce under (default {DEFAULT_SERVICE})")
     serve.add_argument("--json", action="store_true",
@@ -154,10 +156,17 @@ def _socket(args: argparse.Namespace) -> Path:
     if args.data_dir is not None:
         data_dir: Path = args.data_dir
     elif args.name is not None:
-        data_dir = paths.default_data_dir(args.name)
+        data_dir = _data_dir_of(args.name)
     else:
         raise UsageError("say which node: --name NAME or --data-dir DIR")
     return paths.control_socket_path(data_dir)
+
+
+def _data_dir_of(name: str) -> Path:
+    try:
+        return resolve_data_dir(name)
+    except NameCollision as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_price(text: str) -> str:
@@ -243,7 +252,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --name {args.name!r}: {bad_name}")
     config = NodeConfig(
         name=name,
-        data_dir=args.data_dir if args.data_dir is not None else paths.default_data_dir(name),
+        data_dir=args.data_dir if args.data_dir is not None else _data_dir_of(name),
         grape_urls=tuple(args.grape) if args.grape else (DEFAULT_GRAPE,),
         host=args.host, port=args.port, service=args.service, json_output=args.json,
     )

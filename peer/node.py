@@ -70,6 +70,7 @@ from peer.in_flight import Commit, InFlight
 from peer.in_order import InOrder
 from peer.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
+from peer.names import record_owner
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
@@ -161,6 +162,7 @@ class Node:
             self.store = store
             start: StartIdentity | None = None
             try:
+                record_owner(config.data_dir, config.name)
                 start = StartIdentity.open(config.data_dir, config.name, store)
                 self.identity = start.identity
                 rebuilt = self._rebuild(store)

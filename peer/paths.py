@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
 # sun_path is 108 bytes on Linux including the NUL; leave room for a margin.
 _MAX_SOCKET_PATH = 100
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def home() -> Path:
     """Root of the default data dirs: $AUCTION_PEER_HOME, else ~/.auction-peer."""
     env = os.environ.get("AUCTION_PEER_HOME")
     return Path(env) if env else Path.home() / ".auction-peer"
-
-
-def default_data_dir(name: str) -> Path:
-    """The data dir used for ``--name NAME`` when no ``--data-dir`` is given."""
-    safe = _SAFE_NAME.sub("_", name).strip("._") or "node"
-    return home() / safe
 
 
 def control_socket_path(data_dir: Path) -> Path:
@@ -46,6 +38,11 @@ def database_path(data_dir: Path) -> Path:
 
 def key_path(data_dir: Path) -> Path:
     return data_dir / "node.key"
+
+
+def owner_path(data_dir: Path) -> Path:
+    """The name of the node that last ran on the data dir (see ``peer.names``)."""
+    return data_dir / "node.name"
 
 
 def lock_path(data_dir: Path) -> Path:

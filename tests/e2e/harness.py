@@ -59,10 +59,17 @@ class NodeProc:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     ready: dict[str, Any] = field(default_factory=dict)
     _readers: list[threading.Thread] = field(default_factory=list)
+    #: Find the data dir from the name alone (`--name`, no `--data-dir`), as users do;
+    #: ``data_dir`` is then where the node is expected to keep it.
+    by_name: bool = False
+
+    def _target(self) -> list[str]:
+        return ["--name", self.name] if self.by_name else ["--data-dir", str(self.data_dir)]
 
     def start(self, timeout: float = 30.0) -> NodeProc:
-        args = [PY, "-m", "peer", "serve", "--name", self.name, "--data-dir",
-                str(self.data_dir), "--json", "--port", "0"]
+        args = [PY, "-m", "peer", "serve", "--name", self.name, "--json", "--port", "0"]
+        if not self.by_name:
+            args += ["--data-dir", str(self.data_dir)]
         for g in self.grapes:
             args += ["--grape", g]
         env = child_env()
@@ -144,7 +151,7 @@ class NodeProc:
             time.sleep(0.1)
 
     def cli(self, *args: str) -> CliResult:
-        return cli(args[0], "--data-dir", str(self.data_dir), *args[1:])
+        return cli(args[0], *self._target(), *args[1:])
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from peer import paths
+from peer.names import dir_name
 from tests.e2e.harness import PY, NodeProc, child_env
 from tests.support import ROOT
 
@@ -140,3 +141,36 @@ def test_a_failed_first_start_leaves_no_key_behind(tmp_path: Path) -> None:
     finally:
         started.stop()
     assert paths.key_path(data_dir).exists(), "a node that started keeps its key"
+
+
+def test_names_that_used_to_share_a_dir_get_their_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUCTION_PEER_HOME", str(tmp_path))
+    started: list[NodeProc] = []
+    try:
+        for name in ("Client#1", "Client_1", "Client 1"):
+            started.append(NodeProc(name, tmp_path / dir_name(name), [NO_GRAPE],
+                                    by_name=True).start())
+        assert len({n.ready["node_id"] for n in started}) == 3
+        for node in started:
+            assert paths.key_path(node.data_dir).exists()
+            status = node.cli("status", "--json")  # the CLI finds each by its name
+            assert status.code == 0, status
+            assert status.json()["name"] == node.name
+            assert status.json()["node_id"] == node.ready["node_id"]
+    finally:
+        for node in started:
+            node.stop()
+
+
+def test_a_dir_an_older_version_shared_is_not_taken_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUCTION_PEER_HOME", str(tmp_path))
+    (tmp_path / "Client_1").mkdir()  # as an older version left it: no owner recorded
+    refused = subprocess.run(
+        [PY, "-m", "peer", "serve", "--name", "Client#1", "--grape", NO_GRAPE],
+        capture_output=True, text=True, timeout=20, env=child_env(), cwd=ROOT)
+    assert refused.returncode == 2
+    assert f"rename it to {tmp_path / 'Client%231'}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert list((tmp_path / "Client_1").iterdir()) == []
