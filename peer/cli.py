@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from peer import paths
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
 from peer.control_client import NodeError, NodeUnreachable, call, stream
+from peer.control_socket import ControlSocketError
 from peer.gen.auction.v1 import (
     BidRequest,
     CloseRequest,
@@ -272,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ControlSocketError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except NodeUnreachable as exc:
         print(f"error: no node is answering ({exc}). Is `python -m peer serve` running "
               "with that --name/--data-dir?", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import TypeVar
 from grpclib import GRPCError
 from grpclib.client import Channel
 
+from peer.control_socket import NoControlSocket, check_before_talking
 from peer.gen.auction.v1 import ControlStub
 
 __all__ = ["CALL_TIMEOUT", "NodeError", "NodeUnreachable", "call", "stream"]
@@ -55,9 +56,12 @@ async def _guarded(awaitable: Awaitable[T], socket_path: Path) -> T:
 
 
 def _require_socket(socket_path: Path) -> None:
-    # A clearer message than grpclib's connection error for the common case.
-    if not socket_path.exists():
-        raise NodeUnreachable(f"no control socket at {socket_path}")
+    # A clearer message than grpclib's connection error for the common case, and
+    # never a word to a socket another user made (ControlSocketError goes up).
+    try:
+        check_before_talking(socket_path)
+    except NoControlSocket as exc:
+        raise NodeUnreachable(str(exc)) from None
 
 
 def call(socket_path: Path, fn: Callable[[ControlStub], Awaitable[T]]) -> T:

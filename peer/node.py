@@ -31,7 +31,7 @@ from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
-from peer.control_socket import ControlSocketError, clear_stale
+from peer.control_socket import ControlSocketError, prepare_to_listen
 from peer.data_dir_identity import StartIdentity
 from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
@@ -203,7 +203,7 @@ class Node:
         async with GrapeClient(list(config.grape_urls)) as grape:
             self.port = await self._bind_peer_server(peer_server)
             try:
-                clear_stale(socket_path)
+                prepare_to_listen(socket_path)
                 # Only this user may drive the node: create the socket 0600 from the start.
                 old_umask = os.umask(0o177)
                 try:

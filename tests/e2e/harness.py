@@ -46,6 +46,20 @@ def cli(*args: str, timeout: float = 30.0) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+# Nothing listens on the discard port on loopback: "no grape answers", quickly. A node
+# survives that by design, so tests of one node alone need no grape.
+NO_GRAPE = "http://127.0.0.1:9"
+
+
+def serve_once(data_dir: Path, name: str = "Client#1", *extra: str,
+               timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Run a `serve` that is expected to refuse to start; fails the test if it hangs."""
+    return subprocess.run(
+        [PY, "-m", "peer", "serve", "--name", name, "--data-dir", str(data_dir),
+         "--grape", NO_GRAPE, "--port", "0", *extra],
+        capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT)
+
+
 @dataclass
 class NodeProc:
     """One `serve --json` process and every JSON line it printed."""

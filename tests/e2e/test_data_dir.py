@@ -16,20 +16,8 @@ import pytest
 
 from peer import paths
 from peer.names import dir_name
-from tests.e2e.harness import PY, NodeProc, child_env
+from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env, serve_once
 from tests.support import ROOT
-
-# Nothing listens on the discard port on loopback: "no grape answers", quickly.
-NO_GRAPE = "http://127.0.0.1:9"
-
-
-def serve_once(data_dir: Path, name: str = "Client#1", *extra: str,
-               timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    """Run a `serve` that is expected to refuse to start; fails the test if it hangs."""
-    return subprocess.run(
-        [PY, "-m", "peer", "serve", "--name", name, "--data-dir", str(data_dir),
-         "--grape", NO_GRAPE, "--port", "0", *extra],
-        capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT)
 
 
 @pytest.fixture
