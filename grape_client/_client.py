@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -313,6 +313,7 @@ class GrapeClient:
         request = self._http.build_request(
             "POST", url, content=body, headers={"Content-Type": "application/json"}
         )
+        request.stream = _Body(body)
         response = await self._http.send(request, stream=True)
         try:
             if response.is_stream_consumed:
@@ -361,3 +362,33 @@ def _check_url(url: object) -> None:
         raise ValueError(f"invalid grape URL {url!r}: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"grape URL must look like http://host:port, not {url!r}")
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body that is not an async generator.
+
+    httpx sends ``content=bytes`` through ``ByteStream.__aiter__``, an async
+    generator; a request cancelled while its body is being sent (a node stopping
+    mid-announce) leaves that generator suspended, and trio reports it when it is
+    garbage collected. A plain iterator object has nothing to finalize.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._data)
+
+
+class _Once:
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
