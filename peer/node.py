@@ -168,7 +168,9 @@ class Node:
                 rebuilt = self._rebuild(store)
                 log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
                          paths.database_path(config.data_dir))
-                async with aio.open_loop() as loop, store:
+                # The loop closes first: it waits for the Peer handlers still running (a
+                # Sync page, a Push), which use the store until then.
+                async with store, aio.open_loop() as loop:
                     await self._serve(aio.Bridge(loop), task_status)
             finally:
                 store.close()
