@@ -31,6 +31,8 @@ from peer.gen.auction.v1 import (
     HelloRequest,
     LeaveRequest,
     PlaceBidReply,
+    ProveReply,
+    ProveRequest,
     PushReply,
     PushRequest,
     SignedBid,
@@ -62,8 +64,11 @@ class BaselineNode:
         self.reply = sample_reply()
         self.calls = 0
 
-    async def on_hello(self, request: HelloRequest) -> HelloReply:
+    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply:
         return HelloReply()
+
+    async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply:
+        return ProveReply()
 
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
         self.calls += 1

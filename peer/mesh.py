@@ -1,7 +1,11 @@
 """The peer set: who is out there, who is up, and sending to them.
 
-Addresses come from Grape; a peer is known by the node id it gives in
-``Hello``, not by its address. Each peer has its own small outbox and sender
+Addresses come from Grape and are only candidates; a peer is known by the node id
+it *proves* in ``Hello`` (``peer.handshake``: it signs our fresh challenge and the
+address we dialed with that id's key), never by one it merely claims. Several
+addresses may prove one id (a restarted node, two interfaces): one of them is used,
+the others are kept as duplicates and probed again as soon as the used one goes
+down. An address that cannot prove an id is never up. Each peer has its own small outbox and sender
 task, so a slow or dead peer never holds up fan-out to the live ones
 (DESIGN.md section 6). A failed call marks the peer down; it is skipped until
 a jittered exponential backoff expires and a ``Hello`` probe succeeds again.
@@ -28,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import trio
+from grpclib import GRPCError
 from grpclib.client import Channel
-from grpclib.const import Cardinality
+from grpclib.const import Cardinality, Status
 
 from peer import aio
 from peer.address_book import (
@@ -41,6 +46,7 @@ from peer.address_book import (
     peer_views,
 )
 from peer.backoff import Backoff
+from peer.bid_replies import check_bid_reply
 from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import (
     Head,
@@ -50,11 +56,16 @@ from peer.gen.auction.v1 import (
     LeaveRequest,
     PeerStub,
     PlaceBidReply,
+    ProveReply,
+    ProveRequest,
     PushReply,
     PushRequest,
     SignedBid,
     SignedEvent,
 )
+from peer.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
+from peer.identity import Identity
+from peer.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +89,12 @@ PUSH_STREAM = "/auction.v1.Peer/PushStream"
 
 _KEEP_CLOSED_CHANNELS = 8
 
-UNKNOWN, UP, DOWN, SELF = "unknown", "up", "down", "self"
+# How many of a seller's addresses one bid may try when the first cannot be used
+# (it does not prove the seller's id, or answers with something the seller did not sign).
+BID_ADDRESSES_TRIED = 4
+
+# DUPLICATE: proved the id of a peer that is already up at another address.
+UNKNOWN, UP, DOWN, SELF, DUPLICATE = "unknown", "up", "down", "self", "duplicate"
 
 
 class MeshHooks(Protocol):
@@ -150,9 +166,11 @@ class MeshStatistics:
 class Mesh:
     """Discovery results in, fan-out and peer calls out."""
 
-    def __init__(self, node_id: bytes, own_address: str, hooks: MeshHooks,
+    def __init__(self, identity: Identity, own_address: str, hooks: MeshHooks,
                  bridge: aio.Bridge, limits: AddressLimits | None = None) -> None:
-        self.node_id = node_id
+        self.identity = identity
+        self.node_id = identity.node_id
+        self._unproven = WarnOnce(log)
         self.address_limits = limits or AddressLimits()
         # Forgotten addresses and until when (trio clock); bounded like the links.
         self._forgotten: dict[str, float] = {}
@@ -242,41 +260,79 @@ class Mesh:
             await self._changed.wait()
 
     async def probe(self, link: PeerLink) -> bool:
-        """Say Hello; on success the link is up and its node id known."""
-        request = HelloRequest(node_id=self.node_id, name="", heads=self.hooks.heads())
+        """Run the handshake with ``link``; True when it is up under the id it proved.
+
+        Not up when the address does not answer (down), does not prove the id it
+        claims (down, with a WARNING once per address), is ourselves (self), or
+        proves the id of a peer already up elsewhere (duplicate).
+        """
+        challenge = new_challenge()
+        request = HelloRequest(node_id=self.node_id, name=self.identity.name,
+                               heads=self.hooks.heads(), challenge=challenge,
+                               address=link.address)
         try:
             with trio.fail_after(HELLO_TIMEOUT + 1):
                 reply = await self.bridge.to_trio(
                     _on_stub, link, functools.partial(_hello, request))
+        except GRPCError as exc:
+            if exc.status == Status.INVALID_ARGUMENT:  # it refused to prove anything
+                self._not_proven(link, b"", exc.message or "refused the handshake")
+            else:
+                self.mark_down(link, exc)
+            return False
         except Exception as exc:  # any failure of a remote peer is only "down"
             self.mark_down(link, exc)
             return False
+        try:
+            verify_callee(challenge, self.node_id, link.address, reply.node_id,
+                          reply.challenge, reply.proof)
+        except HandshakeError as exc:
+            self._not_proven(link, reply.node_id, str(exc))
+            return False
         if reply.node_id == self.node_id:
             # Our own record under another address (e.g. 0.0.0.0 and 127.0.0.1).
+            link.node_id = reply.node_id
             link.state = SELF
             link.close_channel()
             self._poke()
             return False
-        for other in self.links.values():
-            if other is not link and other.node_id == reply.node_id and other.state == UP:
-                # Same node under a second address: keep one link per node id.
-                link.state = SELF
-                link.close_channel()
-                self._poke()
-                return False
+        # Our half: the callee learns our id the same way, on the same connection.
+        prove = ProveRequest(node_id=self.node_id, challenge=reply.challenge,
+                             proof=sign_caller(self.identity, challenge, reply.node_id,
+                                               reply.challenge, link.address))
+        try:
+            with trio.fail_after(HELLO_TIMEOUT + 1):
+                await self.bridge.to_trio(_on_stub, link, functools.partial(_prove, prove))
+        except Exception as exc:
+            self.mark_down(link, f"refused our proof: {exc}")
+            return False
+        self._unproven.forget(link.address)
         link.node_id = reply.node_id
         link.name = reply.name
+        if any(other is not link and other.node_id == reply.node_id and other.state == UP
+               for other in self.links.values()):
+            # The same node under a second address: one link per node id. This one is
+            # probed again when that link goes down (_wake_duplicates).
+            link.state = DUPLICATE
+            link.since = time.time()
+            link.close_channel()
+            self._poke()
+            return False
         self._mark_up(link)
         return True
 
     async def who_is_at(self, address: str) -> bytes:
         """The node id that answers Hello at ``address``, which is not made a peer.
 
-        The self-check asks its own announced address this way. Raises on any failure
-        (refused, timed out, malformed reply).
+        The self-check asks its own announced address this way. The id must be proved
+        (the first half of the handshake: it signs our challenge and ``address``), so
+        an impostor at our announced address cannot pass for us. Raises on any failure
+        (refused, timed out, malformed reply, no proof).
         """
         link = PeerLink(address)
-        request = HelloRequest(node_id=self.node_id, name="", heads=[])
+        challenge = new_challenge()
+        request = HelloRequest(node_id=self.node_id, name=self.identity.name, heads=[],
+                               challenge=challenge, address=address)
         try:
             with trio.fail_after(HELLO_TIMEOUT + 1):
                 reply = await self.bridge.to_trio(
@@ -284,8 +340,18 @@ class Mesh:
         finally:
             link.closed = True
             link.close_channel()
+        verify_callee(challenge, self.node_id, address, reply.node_id, reply.challenge,
+                      reply.proof)
         node_id: bytes = reply.node_id
         return node_id
+
+    def _not_proven(self, link: PeerLink, claimed: bytes, reason: str) -> None:
+        """``link`` answered but did not prove an id: never up under any id."""
+        claim = f"claims {claimed.hex()[:8]}" if claimed else "claims no id"
+        self._unproven.warn(link.address, "peer at %s %s but did not prove it: %s",
+                            link.address, claim, reason)
+        self.mark_down(link, f"did not prove its id: {reason}")
+        link.reason = "did not prove its id"  # `status`: short; the log has the detail
 
     # ------------------------------------------------------------------ state changes
 
@@ -318,9 +384,27 @@ class Mesh:
         self._poke()
         if was == UP:
             log.info("peer down: %s at %s (%s)", link.name or "?", link.address, reason)
+            self._wake_duplicates(link.node_id)
             self.hooks.peer_down(link, reason)
         else:
             log.debug("peer %s unreachable: %s", link.address, reason)
+
+    def _wake_duplicates(self, node_id: bytes) -> None:
+        """The link used for ``node_id`` went down: its other addresses may be the
+        live ones (a restarted node on a new port), so probe them again now."""
+        for other in self.links.values():
+            if other.node_id == node_id and other.state == DUPLICATE:
+                self._probe_duplicate_now(other)
+        self._poke()
+
+    @staticmethod
+    def _probe_duplicate_now(link: PeerLink) -> None:
+        # Down, due now: the re-probe loop takes it; counted as down from now, so the
+        # address book does not forget it before that probe.
+        link.state = DOWN
+        link.since = time.time()
+        link.down_since = link.retry_at = trio.current_time()
+        link.reason = "duplicate, probing again"
 
     def mark_left(self, node_id: bytes) -> None:
         """A peer said goodbye: stop sending to it at once."""
@@ -329,14 +413,18 @@ class Mesh:
                 self.mark_down(link, "left")
 
     def reprobe_soon(self, node_id: bytes) -> None:
-        """``node_id`` says Hello to us: if it is down here, probe it now, not at backoff.
+        """``node_id`` proved itself to us (its Hello and Prove): if it is down here,
+        probe it now, not at backoff.
 
         A restarted node comes back at the same address (its port is remembered), where
         a backoff of up to ``Backoff.cap`` may be running. Only a probe of our own marks
-        it up, so a Hello that lies about its node id costs one Hello back.
+        it up; a duplicate of it is probed too, as it may be the live address now.
         """
         for link in self.links.values():
-            if link.node_id == node_id and link.state == DOWN and link.retry_at != math.inf:
+            if link.node_id == node_id and link.state == DUPLICATE:
+                self._probe_duplicate_now(link)
+                self._poke()
+            elif link.node_id == node_id and link.state == DOWN and link.retry_at != math.inf:
                 link.retry_at = trio.current_time()
                 self._poke()
 
@@ -364,13 +452,15 @@ class Mesh:
         return [link for link in self.links.values() if link.state == UP]
 
     def link_for(self, node_id: bytes) -> PeerLink | None:
-        for link in self.links.values():
-            if link.node_id == node_id and link.state == UP:
-                return link
-        for link in self.links.values():
-            if link.node_id == node_id and link.state != SELF:
-                return link
-        return None
+        """The link up under ``node_id``, else one that proved it before (to re-probe)."""
+        return next(iter(self.candidates(node_id)), None)
+
+    def candidates(self, node_id: bytes) -> list[PeerLink]:
+        """Every address that proved ``node_id`` at its last successful handshake, the
+        one up first. An address that never proved it is never among them."""
+        links = [link for link in self.links.values()
+                 if link.node_id == node_id and link.state != SELF]
+        return sorted(links, key=lambda link: link.state != UP)
 
     def random_up(self) -> PeerLink | None:
         up = self.up_links()
@@ -471,14 +561,43 @@ class Mesh:
             return batch
 
     async def place_bid(self, seller: bytes, bid: SignedBid) -> PlaceBidReply | None:
-        """Send a bid to the seller's node; None when the seller cannot be reached."""
-        link = self.link_for(seller)
-        if link is None:
-            return None
-        if link.state != UP and not await self.probe(link):
-            return None
-        return await self.call(link, lambda stub: stub.place_bid(bid, timeout=BID_TIMEOUT),
-                               BID_TIMEOUT)
+        """Send a bid to the seller's node; None when the seller cannot be reached.
+
+        Only an address that proves the seller's id gets the bid, and only an answer
+        the seller's key vouches for is returned (``peer.bid_replies``): anything
+        else marks that address down and the next one that proved the id is tried.
+        A call that fails or times out is not retried elsewhere (the seller may have
+        taken the bid), unless the connection was refused: a stale address of a
+        seller that restarted elsewhere.
+        """
+        tried: set[str] = set()
+        while len(tried) < BID_ADDRESSES_TRIED:
+            link = next((lk for lk in self.candidates(seller) if lk.address not in tried),
+                        None)
+            if link is None:
+                return None
+            tried.add(link.address)
+            if link.state != UP and not await self.probe(link):
+                continue
+            if link.state != UP or link.node_id != seller:
+                continue  # proved another id meanwhile, or a duplicate of an up link
+            try:
+                with trio.fail_after(BID_TIMEOUT + 1):
+                    reply = await self.bridge.to_trio(
+                        _on_stub, link, functools.partial(_place_bid, bid))
+            except Exception as exc:
+                log.debug("bid to %s failed", link.address, exc_info=True)
+                self.mark_down(link, exc)
+                if isinstance(exc, ConnectionRefusedError):
+                    continue  # never sent: that address is gone, the next may be live
+                return None
+            wrong = check_bid_reply(seller, bid, reply)
+            if wrong is None:
+                return reply
+            self._unproven.warn(link.address, "peer at %s answered a bid for %s: %s",
+                                link.address, seller.hex()[:8], wrong)
+            self.mark_down(link, wrong)
+        return None
 
     async def say_goodbye(self, request: LeaveRequest) -> None:
         """Tell every up peer we are leaving, briefly and all at once."""
@@ -535,6 +654,14 @@ async def _on_stub(link: PeerLink, fn: Callable[[PeerStub], Awaitable[T]]) -> T:
 
 async def _hello(request: HelloRequest, stub: PeerStub) -> HelloReply:
     return await stub.hello(request, timeout=HELLO_TIMEOUT)
+
+
+async def _place_bid(bid: SignedBid, stub: PeerStub) -> PlaceBidReply:
+    return await stub.place_bid(bid, timeout=BID_TIMEOUT)
+
+
+async def _prove(request: ProveRequest, stub: PeerStub) -> ProveReply:
+    return await stub.prove(request, timeout=HELLO_TIMEOUT)
 
 
 async def _leave(request: LeaveRequest, stub: PeerStub) -> LeaveReply:

@@ -29,6 +29,7 @@ from peer import aio, paths, port_memory
 from peer.address_book import AddressLimits
 from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
+from peer.bid_replies import signed_rejection
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
 from peer.control_socket import ControlSocketError, prepare_to_listen
@@ -53,6 +54,8 @@ from peer.gen.auction.v1 import (
     OpenRequest,
     PeerStatus,
     PlaceBidReply,
+    ProveReply,
+    ProveRequest,
     PushReply,
     PushRequest,
     RejectCode,
@@ -65,6 +68,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
+from peer.handshake import Challenges, HandshakeError, same_endpoint, verify_caller
 from peer.identity import Identity, IdentityError, verify
 from peer.in_flight import Commit, InFlight
 from peer.in_order import InOrder
@@ -81,6 +85,7 @@ from peer.signed_events import DecodedEvent, make_signed_bid, sign_event
 from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view
+from peer.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +153,8 @@ class Node:
         self.self_check: SelfCheck = NOT_RUN
         self._in_flight = InFlight()
         self._storage_outage: str | None = None  # why the log cannot be written, if so
+        self._challenges = Challenges()
+        self._unproven_callers = WarnOnce(log)
 
     # ================================================================== lifecycle
 
@@ -215,7 +222,7 @@ class Node:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        self.mesh = Mesh(self.identity.node_id,
+                        self.mesh = Mesh(self.identity,
                                          f"{config.host}:{self.port}", self, bridge,
                                          AddressLimits(config.max_addresses,
                                                        config.max_new_addresses_per_lookup,
@@ -614,12 +621,51 @@ class Node:
 
     # ================================================================== Peer service
 
-    async def on_hello(self, request: HelloRequest) -> HelloReply:
+    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply:
+        """Answer a Hello with a proof of our key over the caller's challenge.
+
+        ``reached_at`` is the local socket address the caller's connection reached;
+        we sign only that address (``peer.handshake``). A Hello without a challenge
+        (an older caller) gets a reply that proves nothing.
+        """
+        identity = self.identity
+        assert identity is not None
+        reply = HelloReply(node_id=identity.node_id, name=self.config.name,
+                           heads=self.heads())
+        if not request.challenge:
+            return reply
+        if not same_endpoint(request.address, reached_at):
+            raise BadInput(f"this node was reached at {_endpoint_text(reached_at)}, not at"
+                           f" {request.address[:100]!r}: it proves its id only for the"
+                           " address it was reached at")
+        try:
+            reply.challenge, reply.proof = self._challenges.issue(
+                identity, request.node_id, request.challenge, request.address,
+                trio.current_time())
+        except HandshakeError as exc:
+            raise BadInput(str(exc)) from None
+        return reply
+
+    async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply:
+        """The caller's half of the handshake: it proves the id it gave in its Hello."""
         assert self.identity is not None
+        try:
+            pending = self._challenges.take(request.challenge, trio.current_time())
+            verify_caller(pending, self.identity.node_id, request.node_id, request.proof)
+        except HandshakeError as exc:
+            where = _endpoint_text(remote)
+            host = str(remote[0]) if isinstance(remote, tuple) and remote else where
+            self._unproven_callers.warn(host, "a peer at %s did not prove its id: %s",
+                                        where, exc)
+            raise BadInput(str(exc)) from None
+        log.debug("peer %s proved its id from %s", request.node_id.hex()[:8],
+                  _endpoint_text(remote))
+        # A peer that proved its id to us is alive: if it is down here (a restart at the
+        # same address, with a backoff running), probe it now. Only a proven id does
+        # this, so a Hello that lies costs us nothing more.
         if self.mesh is not None and request.node_id != self.identity.node_id:
             self.mesh.reprobe_soon(request.node_id)
-        return HelloReply(node_id=self.identity.node_id, name=self.config.name,
-                          heads=self.heads())
+        return ProveReply()
 
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
         assert self.identity is not None
@@ -637,8 +683,10 @@ class Node:
                                       f"the seller cannot store bids now: {exc.reason}")
             else:
                 return PlaceBidReply(accepted=signed)
-        return PlaceBidReply(rejected=RejectionMsg(code=rejection.code,
-                                                   reason=rejection.reason))
+        # Signed: the bidder shows it only if our key vouches for it, and can show it
+        # to anyone (peer/bid_replies.py).
+        return signed_rejection(self.identity, bid, RejectionMsg(code=rejection.code,
+                                                                 reason=rejection.reason))
 
     async def on_push(self, request: PushRequest) -> PushReply:
         source = self.mesh.link_for(request.sender) if self.mesh else None
@@ -787,6 +835,14 @@ class Node:
         if not durable:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
         return ControlReply(auction=auction_view(durable[0], self.wall_clock_ms()))
+
+
+def _endpoint_text(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return "an unknown address"
+
 
 
 # ====================================================================== entry point

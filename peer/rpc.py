@@ -9,11 +9,13 @@ becomes ``INVALID_ARGUMENT``, so no traceback ever crosses the wire.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
+import grpclib.const
+import grpclib.server
 import trio
 from grpclib import GRPCError
-from grpclib.const import Status
+from grpclib.const import Cardinality, Status
 
 from peer import aio
 from peer.gen.auction.v1 import (
@@ -31,6 +33,8 @@ from peer.gen.auction.v1 import (
     OpenRequest,
     PeerBase,
     PlaceBidReply,
+    ProveReply,
+    ProveRequest,
     PushReply,
     PushRequest,
     ShowRequest,
@@ -71,7 +75,9 @@ class StorageUnavailable(Exception):
 class PeerApi(Protocol):
     """The node as the public Peer service sees it (trio coroutines)."""
 
-    async def on_hello(self, request: HelloRequest) -> HelloReply: ...
+    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply: ...
+
+    async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply: ...
 
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply: ...
 
@@ -105,10 +111,40 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
     def __init__(self, node: PeerApi) -> None:
         self.node = node
 
-    async def hello(self, message: HelloRequest) -> HelloReply:
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        # Hello and Prove need the connection, not only the message: the callee signs
+        # only the address at which the caller's connection reached it (its local
+        # socket address), and names the remote address in its warnings.
+        mapping: dict[str, grpclib.const.Handler] = super().__mapping__()
+        mapping["/auction.v1.Peer/Hello"] = grpclib.const.Handler(
+            self._rpc_hello, Cardinality.UNARY_UNARY, HelloRequest, HelloReply)
+        mapping["/auction.v1.Peer/Prove"] = grpclib.const.Handler(
+            self._rpc_prove, Cardinality.UNARY_UNARY, ProveRequest, ProveReply)
+        return mapping
+
+    async def _rpc_hello(self, stream: grpclib.server.Stream[HelloRequest, HelloReply]
+                         ) -> None:
+        message = await stream.recv_message()
+        assert message is not None  # grpclib's unary contract
         if len(message.heads) > MAX_HEADS:
             raise GRPCError(Status.INVALID_ARGUMENT, "too many heads")
-        return await aio.from_trio(self.node.on_hello, message)
+        try:
+            reply = await aio.from_trio(self.node.on_hello, message,
+                                        _socket_address(stream, "sockname"))
+        except BadInput as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+        await stream.send_message(reply)
+
+    async def _rpc_prove(self, stream: grpclib.server.Stream[ProveRequest, ProveReply]
+                         ) -> None:
+        message = await stream.recv_message()
+        assert message is not None
+        try:
+            reply = await aio.from_trio(self.node.on_prove, message,
+                                        _socket_address(stream, "peername"))
+        except BadInput as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
+        await stream.send_message(reply)
 
     async def place_bid(self, message: SignedBid) -> PlaceBidReply:
         return await aio.from_trio(self.node.on_place_bid, message)
@@ -159,6 +195,18 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
         if not await aio.from_trio(self.node.on_leave, message):
             raise GRPCError(Status.INVALID_ARGUMENT, "goodbye not signed by its node")
         return LeaveReply()
+
+
+def _socket_address(stream: grpclib.server.Stream[Any, Any], which: str) -> object:
+    """The connection's local ("sockname") or remote ("peername") socket address.
+
+    grpclib 0.4.9 (pinned) exposes only the remote one (``Peer.addr``); both come
+    from the transport it keeps in ``Peer._transport``. If a later grpclib drops
+    that attribute this answers None, and the callee then refuses to prove
+    anything (``tests/unit/test_handshake_rpc.py`` fails first).
+    """
+    transport = getattr(stream.peer, "_transport", None)
+    return transport.get_extra_info(which) if transport is not None else None
 
 
 class ControlService(ControlBase):  # type: ignore[misc]  # generated base

@@ -35,6 +35,8 @@ __all__ = (
     "PeerStatus",
     "PeerStub",
     "PlaceBidReply",
+    "ProveReply",
+    "ProveRequest",
     "PushReply",
     "PushRequest",
     "RejectCode",
@@ -569,6 +571,16 @@ class HelloReply(betterproto2.Message):
 
     heads: "list[Head]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    challenge: "bytes" = betterproto2.field(4, betterproto2.TYPE_BYTES)
+    """
+    32 fresh random bytes from the callee, answered by Prove
+    """
+
+    proof: "bytes" = betterproto2.field(5, betterproto2.TYPE_BYTES)
+    """
+    Ed25519 by node_id over the callee's handshake message
+    """
+
 
 default_message_pool.register_message("auction.v1", "HelloReply", HelloReply)
 
@@ -577,6 +589,12 @@ default_message_pool.register_message("auction.v1", "HelloReply", HelloReply)
 class HelloRequest(betterproto2.Message):
     """
     ---------------------------------------------------------------- Peer service (public port)
+
+    Hello is a mutual challenge-response (peer/handshake.py): the caller sends a fresh
+    challenge and the address it dialed; the callee answers with a signature over
+    both ids, both challenges and that address, and a challenge of its own, which the
+    caller answers with Prove. A reply without a valid proof proves nothing: its
+    node_id is only a claim.
     """
 
     node_id: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
@@ -584,6 +602,16 @@ class HelloRequest(betterproto2.Message):
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     heads: "list[Head]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    challenge: "bytes" = betterproto2.field(4, betterproto2.TYPE_BYTES)
+    """
+    32 fresh random bytes from the caller
+    """
+
+    address: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    "host:port" the caller dialed; the callee signs only its own
+    """
 
 
 default_message_pool.register_message("auction.v1", "HelloRequest", HelloRequest)
@@ -784,8 +812,47 @@ class PlaceBidReply(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="outcome"
     )
 
+    rejection_signature: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+    """
+    With `rejected`: Ed25519 by the seller over the refused bid's hash, the code and
+    the reason (peer/signed_rejection.py), so the refusal can be shown to anyone.
+    """
+
 
 default_message_pool.register_message("auction.v1", "PlaceBidReply", PlaceBidReply)
+
+
+@dataclass(eq=False, repr=False)
+class ProveReply(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("auction.v1", "ProveReply", ProveReply)
+
+
+@dataclass(eq=False, repr=False)
+class ProveRequest(betterproto2.Message):
+    """
+    The caller's half of the handshake, sent on the same connection after HelloReply.
+    """
+
+    node_id: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    """
+    the caller's id, as given in its HelloRequest
+    """
+
+    challenge: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    """
+    the callee's challenge from HelloReply
+    """
+
+    proof: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+    """
+    Ed25519 by node_id over the caller's handshake message
+    """
+
+
+default_message_pool.register_message("auction.v1", "ProveRequest", ProveRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1093,6 +1160,24 @@ class PeerStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def prove(
+        self,
+        message: "ProveRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ProveReply":
+
+        return await self._unary_unary(
+            "/auction.v1.Peer/Prove",
+            message,
+            ProveReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def place_bid(
         self,
         message: "SignedBid",
@@ -1324,6 +1409,10 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def prove(self, message: "ProveRequest") -> "ProveReply":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def place_bid(self, message: "SignedBid") -> "PlaceBidReply":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -1356,6 +1445,12 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.hello(request)
+        await stream.send_message(response)
+
+    async def __rpc_prove(self, stream: "grpclib.server.Stream[ProveRequest, ProveReply]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.prove(request)
         await stream.send_message(response)
 
     async def __rpc_place_bid(
@@ -1404,6 +1499,12 @@ class PeerBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 HelloRequest,
                 HelloReply,
+            ),
+            "/auction.v1.Peer/Prove": grpclib.const.Handler(
+                self.__rpc_prove,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ProveRequest,
+                ProveReply,
             ),
             "/auction.v1.Peer/PlaceBid": grpclib.const.Handler(
                 self.__rpc_place_bid,
