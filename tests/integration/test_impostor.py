@@ -3,6 +3,7 @@ the real seller, and nothing stays stuck once the impostor is gone."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -13,6 +14,7 @@ import pytest
 import trio
 
 import localgrape
+from devsupport.ports import free_port
 from grape_client import GrapeClient
 from peer import aio
 from peer.codec import LimitedCodec
@@ -174,8 +176,9 @@ def _knows(node: Node, auction: str) -> bool:
     return not isinstance(node.ledger.resolve(auction), RuleRejection)
 
 
-def _node(tmp_path: Path, name: str, grape_url: str) -> Node:
-    return Node(_config(tmp_path, name, grape_url), Output(json_lines=True, stream=io.StringIO()))
+def _node(tmp_path: Path, name: str, grape_url: str, port: int = 0) -> Node:
+    config = dataclasses.replace(_config(tmp_path, name, grape_url), port=port)
+    return Node(config, Output(json_lines=True, stream=io.StringIO()))
 
 
 def _seller_up(mesh: Mesh, seller_id: bytes, address: str) -> bool:
@@ -208,7 +211,7 @@ async def test_every_fresh_bidder_reaches_the_real_seller(
 
         for n in range(4):
             bidder = _node(tmp_path, f"Client#{n + 2}", grape.url)
-            running = await _run_stoppable(nursery, bidder)
+            running = await _start_knowing(nursery, bidder, auction)
             mesh = bidder.mesh
             assert mesh is not None
             await wait_mesh(mesh, lambda m=mesh: _seller_up(m, info.node_id, seller_address)
@@ -288,7 +291,7 @@ async def test_a_seller_restarted_elsewhere_is_found_and_nothing_stays_stuck(
 
         # The seller comes back on a new port. The early bidder proves it there while its
         # old link still looks up: a duplicate, used once the old address is gone.
-        seller2 = _node(tmp_path, "Client#1", grape.url)
+        seller2 = _node(tmp_path, "Client#1", grape.url, port=free_port())
         await _run_stoppable(nursery, seller2)
         new_address = f"127.0.0.1:{seller2.port}"
         assert new_address != old_address
