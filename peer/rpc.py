@@ -203,7 +203,7 @@ def _socket_address(stream: grpclib.server.Stream[Any, Any], which: str) -> obje
     grpclib 0.4.9 (pinned) exposes only the remote one (``Peer.addr``); both come
     from the transport it keeps in ``Peer._transport``. If a later grpclib drops
     that attribute this answers None, and the callee then refuses to prove
-    anything (``tests/unit/test_handshake_rpc.py`` fails first).
+    anything (``tests/integration/test_handshake_rpc.py`` fails first).
     """
     transport = getattr(stream.peer, "_transport", None)
     return transport.get_extra_info(which) if transport is not None else None
