@@ -11,6 +11,7 @@ import trio.testing
 from peer.address_book import AddressLimits, admit, describe_failure, peer_views
 from peer.aio import Bridge
 from peer.gen.auction.v1 import Head
+from peer.identity import Identity
 from peer.mesh import DOWN, UP, Mesh, PeerLink
 
 LIMITS = AddressLimits(max_known=50, max_new_per_lookup=10, forget_after=60.0)
@@ -29,7 +30,7 @@ class _Hooks:
 
 def _mesh(limits: AddressLimits = LIMITS) -> Mesh:
     # No nursery: add_addresses records links without starting probes.
-    return Mesh(b"me", "127.0.0.1:1", _Hooks(), cast(Bridge, None), limits)
+    return Mesh(Identity.generate("me"), "127.0.0.1:1", _Hooks(), cast(Bridge, None), limits)
 
 
 def _junk(start: int, count: int) -> list[str]:
