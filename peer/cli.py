@@ -2,7 +2,8 @@
 
 Exit codes (every command):
     0  done
-    1  refused by the auction rules (the code and reason go to stderr)
+    1  refused by the auction rules, or STORAGE_UNAVAILABLE when a node cannot write
+       its event log (the code and reason go to stderr)
     2  bad usage or bad input, e.g. a price of ``abc``
     3  the node is not running or cannot be reached
 """
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m peer",
         description="A peer-to-peer auction node. `serve` runs one; the other commands "
                     "talk to a running node through the control socket in its data dir.",
-        epilog="Exit codes: 0 done, 1 refused by the auction rules, 2 bad usage or input, "
+        epilog="Exit codes: 0 done, 1 refused (by the auction rules, or STORAGE_UNAVAILABLE: a "
+               "node cannot write its log), 2 bad usage or input, "
                "3 node not running or unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"auction-peer {_version()}")

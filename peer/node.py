@@ -495,7 +495,7 @@ class Node:
             return
         for event in undo:
             self.ledger.undo(event)
-        log.warning("%s: %d event(s) not stored were taken back out of memory",
+        log.debug("%s: %d event(s) not stored were taken back out of memory",
                     self.config.name, len(undo))
         assert self.store is not None
         self.store.resume()  # the next write tries the disk again
