@@ -93,6 +93,9 @@ _KEEP_CLOSED_CHANNELS = 8
 # (it does not prove the seller's id, or answers with something the seller did not sign).
 BID_ADDRESSES_TRIED = 4
 
+# How far a peer's clock may be behind ours before its goodbye counts as an old one.
+GOODBYE_SKEW_MS = 30_000
+
 # DUPLICATE: proved the id of a peer that is already up at another address.
 UNKNOWN, UP, DOWN, SELF, DUPLICATE = "unknown", "up", "down", "self", "duplicate"
 
@@ -406,10 +409,21 @@ class Mesh:
         link.down_since = link.retry_at = trio.current_time()
         link.reason = "duplicate, probing again"
 
-    def mark_left(self, node_id: bytes) -> None:
-        """A peer said goodbye: stop sending to it at once."""
+    def mark_left(self, node_id: bytes, said_at_ms: int | None = None) -> None:
+        """A peer said goodbye (signed, at ``said_at_ms`` by its clock): stop sending
+        to it at once.
+
+        A goodbye said before the link came up (allowing ``GOODBYE_SKEW_MS`` for clocks
+        that disagree) is an old one replayed, by any peer that received it once: it
+        is ignored, or it would take a live node down again and again.
+        """
         for link in self.links.values():
             if link.node_id == node_id and link.state == UP:
+                if (said_at_ms is not None
+                        and said_at_ms < link.since * 1000 - GOODBYE_SKEW_MS):
+                    log.info("ignored an old goodbye of %s (said before its link came up)",
+                             link.name or node_id.hex()[:8])
+                    continue
                 self.mark_down(link, "left")
 
     def reprobe_soon(self, node_id: bytes) -> None:

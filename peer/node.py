@@ -723,7 +723,7 @@ class Node:
         if not verify(goodbye.node_id, request.goodbye, request.signature):
             return False
         if self.mesh is not None:
-            self.mesh.mark_left(goodbye.node_id)
+            self.mesh.mark_left(goodbye.node_id, goodbye.time_ms)
         return True
 
     # ================================================================== Control service
