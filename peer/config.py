@@ -43,6 +43,8 @@ class NodeConfig:
     announce_interval: float = 5.0
     lookup_interval: float = 2.0
     anti_entropy_interval: float = 3.0
+    # An up peer silent this long is probed with Hello (peer/mesh.py, LIVENESS_IDLE).
+    liveness_interval: float = 10.0
     # Bounds on the address set from Grape (peer/address_book.py; README, Limits).
     max_addresses: int = 1000
     max_new_addresses_per_lookup: int = 100
@@ -55,6 +57,7 @@ _INTERVAL_ENV = {
     "announce_interval": "AUCTION_PEER_ANNOUNCE_INTERVAL",
     "lookup_interval": "AUCTION_PEER_LOOKUP_INTERVAL",
     "anti_entropy_interval": "AUCTION_PEER_ANTI_ENTROPY_INTERVAL",
+    "liveness_interval": "AUCTION_PEER_LIVENESS_INTERVAL",
 }
 
 

@@ -86,6 +86,13 @@ BID_TIMEOUT = 10.0
 LEAVE_TIMEOUT = 1.0
 PUSH_BATCH_MAX = 512
 PUSH_STREAM = "/auction.v1.Peer/PushStream"
+# Liveness: an up peer that has not answered anything of ours for LIVENESS_IDLE
+# seconds gets a Hello (HELLO_TIMEOUT); no answer marks it down. So a peer that
+# vanishes without a word is shown down within about
+# LIVENESS_IDLE + LIVENESS_TICK + HELLO_TIMEOUT + 1 seconds, even by nodes that
+# never send it anything. Pushes, calls and probes that succeed count as heard.
+LIVENESS_IDLE = 10.0
+LIVENESS_TICK = 1.0
 
 _KEEP_CLOSED_CHANNELS = 8
 
@@ -128,6 +135,8 @@ class PeerLink:
     since: float = field(default_factory=time.time)  # wall clock of the last state change
     down_since: float = 0.0  # trio clock: down without a break since then
     push_streams: int = 0  # PushStreams opened to this peer: one per connection, ideally
+    heard_at: float = 0.0  # trio clock: the last time it answered us (liveness)
+    liveness_probe: bool = False  # a liveness probe is in flight
 
     closed: bool = False
     opened: list[Channel] = field(default_factory=list)
@@ -183,6 +192,7 @@ class Mesh:
         self.links: dict[str, PeerLink] = {}
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
+        self.liveness_idle = LIVENESS_IDLE
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +202,7 @@ class Mesh:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reprobe_loop)
+                nursery.start_soon(self._liveness_loop)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -361,6 +372,7 @@ class Mesh:
     def _mark_up(self, link: PeerLink) -> None:
         was = link.state
         link.state = UP
+        self.heard(link)
         if was != UP:
             link.since = time.time()
         link.backoff.reset()
@@ -425,6 +437,33 @@ class Mesh:
                              link.name or node_id.hex()[:8])
                     continue
                 self.mark_down(link, "left")
+
+    def heard(self, link: PeerLink) -> None:
+        """``link`` answered us: it needs no liveness probe for a while."""
+        link.heard_at = trio.current_time()
+
+    async def _liveness_loop(self) -> None:
+        """Probe every up peer not heard from for ``liveness_idle`` seconds.
+
+        Without it a peer that vanished (power, network) looks up for ever to every
+        node that has nothing to send it: a failed call is what marks a peer down.
+        """
+        while True:
+            await trio.sleep(LIVENESS_TICK)
+            now = trio.current_time()
+            for link in self.up_links():
+                if not link.liveness_probe and now - link.heard_at >= self.liveness_idle:
+                    link.liveness_probe = True
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._liveness_probe, link)
+
+    async def _liveness_probe(self, link: PeerLink) -> None:
+        try:
+            log.debug("liveness probe of %s, silent for %.1fs", link.address,
+                      trio.current_time() - link.heard_at)
+            await self.probe(link)  # a failure marks it down
+        finally:
+            link.liveness_probe = False
 
     def reprobe_soon(self, node_id: bytes) -> None:
         """``node_id`` proved itself to us (its Hello and Prove): if it is down here,
@@ -508,11 +547,13 @@ class Mesh:
         """
         try:
             with trio.fail_after(deadline + 1):
-                return await self.bridge.to_trio(_on_stub, link, fn)
+                result = await self.bridge.to_trio(_on_stub, link, fn)
         except Exception as exc:
             log.debug("call to %s failed", link.address, exc_info=True)
             self.mark_down(link, exc)
             return None
+        self.heard(link)
+        return result
 
     def broadcast(self, events: list[SignedEvent]) -> None:
         """Queue ``events`` for every up peer without waiting on any of them."""
@@ -565,6 +606,7 @@ class Mesh:
                             PushRequest(sender=self.node_id, events=batch))
                         if await stream.recv_message() is None:
                             raise ConnectionError("the peer ended the push stream")
+                        self.heard(link)
                         deadline.reschedule(None)
                         batch = await outbox.take(PUSH_BATCH_MAX)
                         if link.state != UP or link.channel is not channel:

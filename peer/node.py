@@ -227,6 +227,7 @@ class Node:
                                          AddressLimits(config.max_addresses,
                                                        config.max_new_addresses_per_lookup,
                                                        config.forget_after))
+                        self.mesh.liveness_idle = config.liveness_interval
                         await nursery.start(self.mesh.run)
                         announcer = functools.partial(announce_forever, grape, config.service,
                                                       self.port,
