@@ -19,11 +19,15 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["FAILED", "PASSED", "PENDING", "SelfCheck", "check_self", "is_local_address"]
+__all__ = ["FAILED", "MAX_CANDIDATES", "PASSED", "PENDING", "SelfCheck", "check_self",
+           "is_local_address"]
 
 log = logging.getLogger(__name__)
 
 PASSED, FAILED, PENDING = "passed", "failed", "pending"
+# Addresses asked per check. A host has few addresses; a grape that lists more with
+# our port (old records of other hosts, or a hostile grape) gets the first ones only.
+MAX_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ async def check_self(lookup: Callable[[], Awaitable[list[str]]],
                                      "check that --grape names a grape on this host "
                                      "that is running")
     suffix = f":{port}"
-    candidates = sorted({a for a in addresses if a.endswith(suffix)})
+    candidates = sorted({a for a in addresses if a.endswith(suffix)})[:MAX_CANDIDATES]
     if not candidates:
         return SelfCheck(FAILED, "", f"Grape lists no address with port {port} under "
                                      f"{service!r}: the announce has not reached it (yet); "

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +39,10 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def cli(*args: str, timeout: float = 30.0) -> CliResult:
-    """Run `python -m peer ARGS` and capture its result."""
-    proc = subprocess.run([PY, "-m", "peer", *args], capture_output=True, text=True,
+def cli(*args: str, timeout: float = 30.0, prefix: Sequence[str] = ()) -> CliResult:
+    """Run `python -m peer ARGS` (after ``prefix``, e.g. `ip netns exec NS`) and capture
+    its result."""
+    proc = subprocess.run([*prefix, PY, "-m", "peer", *args], capture_output=True, text=True,
                           timeout=timeout, env=child_env(), cwd=ROOT)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -76,21 +77,30 @@ class NodeProc:
     #: Find the data dir from the name alone (`--name`, no `--data-dir`), as users do;
     #: ``data_dir`` is then where the node is expected to keep it.
     by_name: bool = False
+    # Runs the node elsewhere, e.g. `ip netns exec NS` (the CLI commands too).
+    prefix: list[str] = field(default_factory=list)
+    # Flags as a user would give them; None: the test flags (--port 0, the grapes,
+    # fast discovery and healing through the environment).
+    flags: list[str] | None = None
 
     def _target(self) -> list[str]:
         return ["--name", self.name] if self.by_name else ["--data-dir", str(self.data_dir)]
 
     def start(self, timeout: float = 30.0) -> NodeProc:
-        args = [PY, "-m", "peer", "serve", "--name", self.name, "--json", "--port", "0"]
+        args = [*self.prefix, PY, "-m", "peer", "serve", "--name", self.name, "--json"]
         if not self.by_name:
             args += ["--data-dir", str(self.data_dir)]
-        for g in self.grapes:
-            args += ["--grape", g]
         env = child_env()
-        # Fast discovery and healing for tests.
-        env.setdefault("AUCTION_PEER_LOOKUP_INTERVAL", "0.3")
-        env.setdefault("AUCTION_PEER_ANTI_ENTROPY_INTERVAL", "1.0")
-        env.setdefault("AUCTION_PEER_ANNOUNCE_INTERVAL", "1.0")
+        if self.flags is not None:
+            args += self.flags
+        else:
+            args += ["--port", "0"]
+            for g in self.grapes:
+                args += ["--grape", g]
+            # Fast discovery and healing for tests.
+            env.setdefault("AUCTION_PEER_LOOKUP_INTERVAL", "0.3")
+            env.setdefault("AUCTION_PEER_ANTI_ENTROPY_INTERVAL", "1.0")
+            env.setdefault("AUCTION_PEER_ANNOUNCE_INTERVAL", "1.0")
         self.lines = []
         self.stderr_lines = []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -165,7 +175,7 @@ class NodeProc:
             time.sleep(0.1)
 
     def cli(self, *args: str) -> CliResult:
-        return cli(args[0], *self._target(), *args[1:])
+        return cli(args[0], *self._target(), *args[1:], prefix=self.prefix)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

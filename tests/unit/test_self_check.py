@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from grape_client import GrapeUnavailable
-from peer.self_check import FAILED, PASSED, check_self, is_local_address
+from peer.self_check import FAILED, MAX_CANDIDATES, PASSED, check_self, is_local_address
 
 ME, OTHER = b"\x01" * 32, b"\x02" * 32
 
@@ -90,3 +90,10 @@ async def test_not_listed_and_grape_down_fail_with_the_grape_named() -> None:
 ])
 def test_is_local_address(host: str, local: bool) -> None:
     assert is_local_address(host) is local
+
+
+async def test_at_most_max_candidates_are_asked() -> None:
+    listed = [f"10.9.{i // 250}.{i % 250}:5000" for i in range(5000)]
+    who, asked = _answers(dict.fromkeys(listed, TimeoutError()))
+    result = await check_self(_lookup(listed), who, ME, 5000, "0.0.0.0")
+    assert result.state == FAILED and len(asked) == MAX_CANDIDATES
