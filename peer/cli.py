@@ -5,7 +5,9 @@ Exit codes (every command):
     1  refused by the auction rules, or STORAGE_UNAVAILABLE when a node cannot write
        its event log (the code and reason go to stderr)
     2  bad usage or bad input, e.g. a price of ``abc``
-    3  the node is not running or cannot be reached
+    3  the node is not running or cannot be reached, its control socket is not
+       ours, or it went away mid-call (then the outcome is unknown, and the message
+       says how to check it)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, NoReturn
 
 from peer import paths
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
-from peer.control_client import NodeError, NodeUnreachable, call, stream
+from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
 from peer.control_socket import ControlSocketError
 from peer.gen.auction.v1 import (
     BidRequest,
@@ -35,6 +37,7 @@ from peer.gen.auction.v1 import (
     StatusRequest,
     WatchRequest,
 )
+from peer.lost_call import describe
 from peer.names import NameCollision, resolve_data_dir
 from peer.render import (
     auction_json,
@@ -202,7 +205,7 @@ def _auction_command(args: argparse.Namespace,
 
 def _run_control(args: argparse.Namespace) -> int:
     cmd = args.command
-    timeout = 30.0
+    timeout = CALL_TIMEOUT
     if cmd == "open":
         request = OpenRequest(item=args.item, start_amount=_check_price(args.price),
                               currency=args.currency)
@@ -281,6 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NodeUnreachable as exc:
         print(f"error: no node is answering ({exc}). Is `python -m peer serve` running "
               "with that --name/--data-dir?", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except NodeLost as exc:
+        lost = describe(args.command, str(exc), auction=getattr(args, "auction", None),
+                        name=getattr(args, "name", None), data_dir=getattr(args, "data_dir", None))
+        if getattr(args, "json", False):
+            _print_json(lost.json)
+        print(lost.text, file=sys.stderr)
         return EXIT_UNREACHABLE
     except NodeError as exc:
         print(f"error: the node failed to answer: {exc}", file=sys.stderr)

@@ -2,8 +2,9 @@
 
 The CLI is a short-lived process with nothing else to do, so it runs grpclib on
 plain asyncio (``asyncio.run``); only the node needs trio. Failures are sorted
-into what the user can act on: no node there (``NodeUnreachable``) or the node
-answered with an error (``NodeError``).
+into what the user can act on: no node there (``NodeUnreachable``), the node went
+away mid-call, so the outcome is unknown (``NodeLost``), or the node answered with
+an error (``NodeError``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import TypeVar
 
 from grpclib import GRPCError
 from grpclib.client import Channel
+from grpclib.exceptions import StreamTerminatedError
 
 from peer.control_socket import NoControlSocket, check_before_talking
 from peer.gen.auction.v1 import ControlStub
 
-__all__ = ["CALL_TIMEOUT", "NodeError", "NodeUnreachable", "call", "stream"]
+__all__ = ["CALL_TIMEOUT", "NodeError", "NodeLost", "NodeUnreachable", "call", "stream"]
 
 T = TypeVar("T")
 
@@ -31,6 +33,13 @@ CALL_TIMEOUT = 30.0
 
 class NodeUnreachable(Exception):
     """No node answers on the control socket (not running, or another data dir)."""
+
+
+class NodeLost(Exception):
+    """The node was reached but the call ended without a reply (the node died or hung).
+
+    The request may have been carried out: whoever changed something must check.
+    """
 
 
 class NodeError(Exception):
@@ -51,8 +60,17 @@ async def _guarded(awaitable: Awaitable[T], socket_path: Path) -> T:
         return await awaitable
     except GRPCError as exc:
         raise NodeError(f"{exc.status.name}: {exc.message}") from exc
-    except (TimeoutError, OSError) as exc:
+    except TimeoutError as exc:  # before OSError, its base class
+        raise NodeLost(f"no answer within {CALL_TIMEOUT:g} s") from exc
+    except OSError as exc:
+        # Raised by the connect: nothing reached a node.
         raise NodeUnreachable(f"{socket_path}: {exc or type(exc).__name__}") from exc
+    except StreamTerminatedError as exc:
+        raise NodeLost(str(exc) or "connection lost") from exc
+    except Exception as exc:
+        # Whatever else the connection ends in (an HTTP/2 or gRPC protocol error from
+        # something that is not a node): connected, so the request may have arrived.
+        raise NodeLost(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _require_socket(socket_path: Path) -> None:
