@@ -14,6 +14,7 @@ second still waits on the old one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -46,7 +47,16 @@ class DataDirLock:
         """
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = paths.lock_path(data_dir)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        writable = True
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # A read-only data dir (a storage fault) still serves what it holds; flock
+            # needs no write access, only the pid hint is lost.
+            if exc.errno not in (errno.EROFS, errno.EACCES) or not path.exists():
+                raise
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            writable = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -60,8 +70,11 @@ class DataDirLock:
             os.close(fd)
             raise
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            if writable:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only the hint is stale
         except BaseException:
             os.close(fd)  # also drops the lock
             raise

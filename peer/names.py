@@ -19,6 +19,7 @@ its name in it), the name is refused with a message saying so.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -62,10 +63,20 @@ def read_owner(data_dir: Path) -> str | None:
 
 
 def record_owner(data_dir: Path, name: str) -> None:
-    """Note in ``data_dir`` which name runs on it (read when older dirs are looked up)."""
+    """Note in ``data_dir`` which name runs on it (read when older dirs are looked up).
+
+    Replaced atomically, so a crash never leaves half a name. Raises OSError when
+    the data dir cannot be written (full, read-only); the caller decides.
+    """
+    if read_owner(data_dir) == name:
+        return
     path = paths.owner_path(data_dir)
-    if read_owner(data_dir) != name:
-        path.write_text(name + "\n", encoding="utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(name + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_data_dir(name: str) -> Path:

@@ -169,7 +169,13 @@ class Node:
             self.store = store
             start: StartIdentity | None = None
             try:
-                record_owner(config.data_dir, config.name)
+                try:
+                    record_owner(config.data_dir, config.name)
+                except OSError as exc:
+                    # Only a hint for finding data dirs older versions made: a data
+                    # dir that is full or read-only still serves what it holds.
+                    log.warning("%s: cannot record the node's name in %s: %s", config.name,
+                                paths.owner_path(config.data_dir), exc)
                 start = StartIdentity.open(config.data_dir, config.name, store)
                 self.identity = start.identity
                 rebuilt = self._rebuild(store)
