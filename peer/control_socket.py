@@ -104,15 +104,15 @@ def check_before_talking(path: Path) -> None:
         ControlSocketError: The socket or its runtime dir belongs to another user or
             is open to other users: someone else may be listening in the node's place.
     """
-    if path.parent == paths.runtime_dir():
-        try:
-            _check_private_dir(path.parent)
-        except FileNotFoundError:
-            raise NoControlSocket(f"no control socket at {path}") from None
     try:
+        if path.parent == paths.runtime_dir():
+            _check_private_dir(path.parent)
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NoControlSocket(f"no control socket at {path}") from None
+    except OSError as exc:  # e.g. another user's data dir: no access
+        raise ControlSocketError(
+            f"cannot look at the control socket {path}: {exc.strerror or exc}") from None
     if not stat.S_ISSOCK(info.st_mode):
         raise NoControlSocket(f"{path} is not a socket")
     _check_owner(path, info, "socket")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,25 @@ def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"auction-peer {metadata.version('auction-peer')}"
+
+
+def test_a_data_dir_that_is_a_file_is_unreachable_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["status", "--data-dir", str(tmp_path / "file")]) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "no node is answering" in err and "Traceback" not in err
+
+
+def test_a_data_dir_it_cannot_look_into_is_a_clear_refusal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may look into any directory")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o000)
+    try:
+        assert main(["status", "--data-dir", str(closed / "d")]) == EXIT_UNREACHABLE
+        err = capsys.readouterr().err
+        assert "cannot look at the control socket" in err and "Traceback" not in err
+    finally:
+        closed.chmod(0o700)
