@@ -40,17 +40,18 @@ def squatter() -> Iterator[User]:
     useradd = shutil.which("useradd")
     if useradd is None:
         pytest.skip("useradd is not installed")
-    created = False
+    # Kept afterwards (a system user with no home and no login): test sessions may
+    # run side by side, and one deleting it would pull it from under another.
     try:
         pwd.getpwnam(SQUATTER)
     except KeyError:
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SQUATTER], check=True, capture_output=True, timeout=30)
-        created = True
+        added = subprocess.run([useradd, "--system", "--no-create-home", "--shell",
+                                "/usr/sbin/nologin", SQUATTER],
+                               capture_output=True, text=True, timeout=30, check=False)
+        if added.returncode not in (0, 9):  # 9: a parallel session added it meanwhile
+            pytest.fail(f"useradd failed: {added.stderr}")
     entry = pwd.getpwnam(SQUATTER)
     yield User(SQUATTER, entry.pw_uid, entry.pw_gid)
-    if created:
-        subprocess.run(["userdel", SQUATTER], capture_output=True, timeout=30, check=False)
 
 
 class Squat:
@@ -131,7 +132,8 @@ def test_a_runtime_dir_made_by_another_user_is_refused(
     try:
         refused = serve_once(data_dir)
         assert refused.returncode != 0
-        assert f"the directory {socket_path.parent} belongs to {SQUATTER}" in refused.stderr
+        assert (f"the directory {socket_path.parent} belongs to {SQUATTER} "
+                f"(uid {squatter.uid})") in refused.stderr
         assert "Traceback" not in refused.stderr
 
         talked = cli("status", "--data-dir", str(data_dir))
