@@ -134,6 +134,14 @@ class GrapeClient:
             follow_redirects=False,
         )
 
+    @staticmethod
+    def check_url(url: object) -> None:
+        """Raise ``ValueError`` (saying why) unless ``url`` looks like ``http://host:port``.
+
+        The constructor checks every URL this way; a CLI can check its flags early.
+        """
+        _check_url(url)
+
     @property
     def urls(self) -> tuple[str, ...]:
         """All grape URLs, in the order they are tried (trailing ``/`` removed)."""

@@ -1,30 +1,41 @@
 """`python -m peer`: run a node, or drive a running one through its control socket.
 
-Exit codes (every command):
-    0  done
-    1  refused by the auction rules, or STORAGE_UNAVAILABLE when a node cannot write
-       its event log (the code and reason go to stderr)
-    2  bad usage or bad input, e.g. a price of ``abc``
-    3  the node is not running or cannot be reached, its control socket is not
-       ours, or it went away mid-call (then the outcome is unknown, and the message
-       says how to check it)
+Exit codes (:mod:`peer.exit_codes`):
+    0    done
+    1    the node refused (a rule of the auction, an input it cannot use, or
+         STORAGE_UNAVAILABLE when it cannot write its event log; the code and reason
+         go to stderr)
+    2    bad usage or bad input, caught before any node is asked (a price of ``abc``)
+    3    the node is not running or cannot be reached, its control socket is not
+         ours, or it went away mid-call (then the outcome is unknown, and the message
+         says how to check it)
+    4    `serve`: the data dir cannot be used
+    5    `serve`: cannot listen (port in use, --host not an address of this machine)
+    130  interrupted (Ctrl-C)
+
+With ``--json`` every exit path prints one JSON object on stdout: the result, or
+``{"error": CODE, "reason": TEXT}`` (`serve` adds ``"event": "error"``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
-from peer import paths
+from peer import exit_codes, paths
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
 from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
 from peer.control_socket import ControlSocketError
 from peer.gen.auction.v1 import (
+    AuctionState,
     BidRequest,
     CloseRequest,
     ControlReply,
@@ -32,7 +43,6 @@ from peer.gen.auction.v1 import (
     ListRequest,
     Notification,
     OpenRequest,
-    RejectCode,
     ShowRequest,
     StatusRequest,
     WatchRequest,
@@ -44,27 +54,42 @@ from peer.render import (
     auction_lines,
     list_lines,
     notification_json,
+    short_auction_ids,
     status_json,
     status_lines,
 )
 from peer.rules import Rejection, check_name, parse_amount
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK = exit_codes.OK
+EXIT_REFUSED = exit_codes.REFUSED
+EXIT_USAGE = exit_codes.USAGE
+EXIT_UNREACHABLE = exit_codes.UNREACHABLE
 
-# Refusals that mean "what you typed is wrong" rather than "the auction says no".
-_INPUT_CODES = frozenset({RejectCode.BAD_AMOUNT, RejectCode.BAD_ITEM, RejectCode.BAD_CURRENCY,
-                          RejectCode.AMBIGUOUS_AUCTION})
+_EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 refused by the node (an auction rule, an input it cannot "
+    "use, or STORAGE_UNAVAILABLE: it cannot write its log); 2 bad usage or input; 3 node "
+    "not running or unreachable; serve only: 4 the data dir cannot be used, 5 cannot "
+    "listen (port in use, bad --host); 130 interrupted. With --json, every exit path "
+    "prints one JSON object."
+)
 
 
 class UsageError(Exception):
     """Bad input caught before the node is asked (exit 2)."""
 
 
+class _ParseError(Exception):
+    """argparse rejected the command line; ``usage`` is the parser's usage line."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
 class _Parser(argparse.ArgumentParser):
-    # argparse exits 2 on usage errors already; keep its message, drop nothing.
+    # Raised, not printed: main() decides between text and one JSON object (--json).
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        raise _ParseError(f"{self.prog}: error: {message}", self.format_usage())
 
 
 def _version() -> str:
@@ -85,22 +110,38 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+_AUCTION_HELP = ("full id, a short id from `list` (ab12cd34:1), a unique id prefix, or "
+                 "'SELLER->ITEM' (quote it: the shell reads > as a redirect)")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="log more: what the node does in detail (DEBUG)")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="log only warnings and errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m peer",
         description="A peer-to-peer auction node. `serve` runs one; the other commands "
                     "talk to a running node through the control socket in its data dir.",
-        epilog="Exit codes: 0 done, 1 refused (by the auction rules, or STORAGE_UNAVAILABLE: a "
-               "node cannot write its log), 2 bad usage or input, "
-               "3 node not running or unreachable.",
+        epilog=_EXIT_CODES_HELP,
     )
     parser.add_argument("--version", action="version", version=f"auction-peer {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
-    serve = sub.add_parser("serve", help="run a node until SIGINT/SIGTERM",
-                           description="Run a node: announce it in Grape, find the other "
-                                       "nodes, sync from them, then serve until stopped.")
+    serve = sub.add_parser(
+        "serve", help="run a node until SIGINT/SIGTERM",
+        description="Run a node: announce it in Grape, find the other nodes, sync from "
+                    "them, then serve until stopped. Notifications go to stdout, logs to "
+                    "stderr.",
+        epilog="Exit codes: 0 stopped by SIGINT/SIGTERM; 2 bad usage; 4 the data dir "
+               "cannot be used (damaged or unreadable key or database, no permission, "
+               "another node on it); 5 cannot listen (port in use, --host not an address "
+               "of this machine). A failed start says why in one line on stderr.")
     serve.add_argument("--name", required=True,
                        help="display name shown to everyone, e.g. Client#1")
     serve.add_argument("--grape", action="append", metavar="URL",
@@ -119,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--service", default=DEFAULT_SERVICE,
                        help=f"Grape service name nodes announce under (default {DEFAULT_SERVICE})")
     serve.add_argument("--json", action="store_true",
-                       help="one JSON object per line on stdout (first: ready)")
+                       help="one JSON object per line on stdout: peer_up for the peers found "
+                            "at start and progress while a long sync runs, then ready once "
+                            "synced, then one per notification; error if the start fails, "
+                            "stopped at the end")
+    _add_verbosity(serve)
 
     p = sub.add_parser("open", help="open an auction")
     p.add_argument("item", help="what is sold, e.g. Pic#1")
@@ -128,20 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
 
     p = sub.add_parser("bid", help="bid on someone else's auction")
-    p.add_argument("auction", help="full id, unique id prefix, or SELLER->ITEM")
+    p.add_argument("auction", help=_AUCTION_HELP)
     p.add_argument("price", help="amount, a decimal in the auction's currency")
     _add_target(p)
 
     p = sub.add_parser("close", help="close your own auction; every node learns the winner")
-    p.add_argument("auction", help="full id, unique id prefix, or SELLER->ITEM")
+    p.add_argument("auction", help=_AUCTION_HELP)
     _add_target(p)
 
-    p = sub.add_parser("list", help="list open auctions")
+    p = sub.add_parser("list", help="list open auctions, each with a short id to paste")
     p.add_argument("--all", action="store_true", help="include closed auctions")
     _add_target(p)
 
     p = sub.add_parser("show", help="one auction: state, start price, bids, winner")
-    p.add_argument("auction", help="full id, unique id prefix, or SELLER->ITEM")
+    p.add_argument("auction", help=_AUCTION_HELP)
     _add_target(p)
 
     p = sub.add_parser("watch", help="print notifications as they happen (Ctrl-C stops)")
@@ -151,10 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
 
     demo = sub.add_parser("demo", help="play the reference scenario with three nodes",
-                          description="Start an embedded localgrape (unless --grape is "
+                          description="Start two embedded localgrapes (unless --grape is "
                                       "given) and three nodes, play the reference scenario "
                                       "and exit 0 only if every node saw the winner.")
-    demo.add_argument("--grape", metavar="URL", help="use this grape instead of an embedded one")
+    demo.add_argument("--grape", metavar="URL", help="use this grape instead of embedded ones")
+    demo.add_argument("--service", metavar="NAME",
+                      help="Grape service name for the demo's nodes (default: a fresh "
+                           "auction-demo-<random> with --grape, so other nodes on that "
+                           "grape are left alone; auction on the embedded grapes)")
+    _add_verbosity(demo)
     return parser
 
 
@@ -182,8 +232,25 @@ def _check_price(text: str) -> str:
     return text
 
 
+def _check_auction(text: str) -> str:
+    """Refuse auction arguments that cannot name an auction, saying why."""
+    stripped = text.strip()
+    if not stripped:
+        raise UsageError("AUCTION is empty: give an id, a short id from `list`, "
+                         "or 'SELLER->ITEM'")
+    if stripped.endswith("-"):
+        # No id or label ends in "-" (an item is never empty): this is what is left of
+        # SELLER->ITEM after the shell took ">ITEM" as a redirect of stdout.
+        raise UsageError(
+            f"no auction id ends in '-': {text!r} looks like 'SELLER->ITEM' cut at '>', "
+            "which the shell reads as a redirect (and it may have created a file named "
+            "after the item). Quote the auction: 'Client#1->Pic#1', or use its short id "
+            "from `list`.")
+    return text
+
+
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, ensure_ascii=False, indent=None))
+    print(json.dumps(obj, ensure_ascii=False, indent=None), flush=True)
 
 
 def _auction_command(args: argparse.Namespace,
@@ -194,7 +261,10 @@ def _auction_command(args: argparse.Namespace,
         if args.json:
             _print_json({"error": rejection.code_name, "reason": rejection.reason})
         print(f"refused: {rejection}", file=sys.stderr)
-        return EXIT_USAGE if reply.rejected.code in _INPUT_CODES else EXIT_REFUSED
+        # Every refusal by the node is 1, whether a rule of the auction or an input
+        # only the node can judge (AMBIGUOUS_AUCTION, BAD_ITEM); 2 is for what the
+        # CLI catches before asking.
+        return EXIT_REFUSED
     assert reply.auction is not None
     if args.json:
         _print_json(auction_json(reply.auction, with_bids=True))
@@ -211,20 +281,27 @@ def _run_control(args: argparse.Namespace) -> int:
                               currency=args.currency)
         return _auction_command(args, lambda s: s.open(request, timeout=timeout))
     if cmd == "bid":
-        bid = BidRequest(auction=args.auction, amount=_check_price(args.price))
+        bid = BidRequest(auction=_check_auction(args.auction),
+                         amount=_check_price(args.price))
         return _auction_command(args, lambda s: s.bid(bid, timeout=timeout))
     if cmd == "close":
-        close = CloseRequest(auction=args.auction)
+        close = CloseRequest(auction=_check_auction(args.auction))
         return _auction_command(args, lambda s: s.close(close, timeout=timeout))
     if cmd == "show":
-        show = ShowRequest(auction=args.auction)
+        show = ShowRequest(auction=_check_auction(args.auction))
         return _auction_command(args, lambda s: s.show(show, timeout=timeout))
     if cmd == "list":
-        listed = call(_socket(args), lambda s: s.list(ListRequest(all=args.all), timeout=timeout))
+        # Every auction, closed ones too, so that each short id shown is unique
+        # among all the auctions `show` or `bid` could match.
+        listed = call(_socket(args), lambda s: s.list(ListRequest(all=True), timeout=timeout))
+        everything = list(listed.auctions)
+        shown = [v for v in everything if args.all or v.state != AuctionState.CLOSED]
+        ids = short_auction_ids(everything)
         if args.json:
-            _print_json([auction_json(v, with_bids=True) for v in listed.auctions])
+            _print_json([auction_json(v, with_bids=True) | {"short_id": ids[v.id]}
+                         for v in shown])
         else:
-            print("\n".join(list_lines(list(listed.auctions))))
+            print("\n".join(list_lines(shown, ids)))
         return EXIT_OK
     if cmd == "status":
         status = call(_socket(args), lambda s: s.status(StatusRequest(), timeout=timeout))
@@ -242,12 +319,16 @@ def _run_control(args: argparse.Namespace) -> int:
             stream(_socket(args), lambda s: s.watch(WatchRequest()), show_note)
         except KeyboardInterrupt:
             return EXIT_OK
+        if args.json:
+            _print_json({"event": "stopped", "reason": "the node stopped"})
         print("the node stopped", file=sys.stderr)
         return EXIT_OK
     raise AssertionError(f"unknown command {cmd}")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the control commands start faster without the node's imports.
+    from grape_client import GrapeClient
     from peer.node import serve
 
     if not 0 <= args.port <= 65535:
@@ -256,44 +337,90 @@ def _serve(args: argparse.Namespace) -> int:
     bad_name = check_name(name)
     if bad_name is not None:
         raise UsageError(f"bad --name {args.name!r}: {bad_name}")
+    grape_urls = tuple(args.grape) if args.grape else (DEFAULT_GRAPE,)
+    for url in grape_urls:
+        try:
+            GrapeClient.check_url(url)
+        except ValueError as exc:
+            raise UsageError(f"bad --grape: {exc}") from None
+    if not args.host.strip():
+        raise UsageError("--host is empty")
     config = NodeConfig(
         name=name,
         data_dir=args.data_dir if args.data_dir is not None else _data_dir_of(name),
-        grape_urls=tuple(args.grape) if args.grape else (DEFAULT_GRAPE,),
+        grape_urls=grape_urls,
         host=args.host, port=args.port, service=args.service, json_output=args.json,
     )
-    return serve(config)
+    return serve(config, log_level=_log_level(args))
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    if args.verbose:
+        return logging.DEBUG
+    return logging.WARNING if args.quiet else logging.INFO
+
+
+def _fail(json_output: bool, is_serve: bool, code: str, reason: str, text: str,
+          exit_code: int) -> int:
+    """Report a failure: ``text`` on stderr, and one JSON object on stdout with --json."""
+    if json_output:
+        record: dict[str, Any] = {"error": code, "reason": reason}
+        _print_json({"event": "error", **record} if is_serve else record)
+    print(text, file=sys.stderr)
+    return exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # stdout's reader left (`... | head`): stop quietly, as a pipeline expects,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except _ParseError as exc:
+        # Before parsing succeeded nothing says whether --json was meant; its presence
+        # on the command line is the best guess.
+        return _fail("--json" in argv, bool(argv) and argv[0] == "serve", "BAD_USAGE",
+                     str(exc), exc.usage + str(exc), EXIT_USAGE)
+    json_output = bool(getattr(args, "json", False))
+    is_serve = args.command == "serve"
+    try:
+        if is_serve:
             return _serve(args)
         if args.command == "demo":
             from peer.demo import main as demo_main
 
-            return demo_main(args.grape)
+            # The demo tells its own story: node logs only from warnings unless -v.
+            level = (logging.DEBUG if args.verbose
+                     else logging.ERROR if args.quiet else logging.WARNING)
+            return demo_main(args.grape, service=args.service, log_level=level)
         return _run_control(args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(json_output, is_serve, "BAD_USAGE", str(exc), f"error: {exc}",
+                     EXIT_USAGE)
     except ControlSocketError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _fail(json_output, is_serve, "CONTROL_SOCKET", str(exc), f"error: {exc}",
+                     EXIT_UNREACHABLE)
     except NodeUnreachable as exc:
-        print(f"error: no node is answering ({exc}). Is `python -m peer serve` running "
-              "with that --name/--data-dir?", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _fail(json_output, is_serve, "NODE_UNREACHABLE", str(exc),
+                     f"error: no node is answering ({exc}). Is `python -m peer serve` "
+                     "running with that --name/--data-dir?", EXIT_UNREACHABLE)
     except NodeLost as exc:
         lost = describe(args.command, str(exc), auction=getattr(args, "auction", None),
                         name=getattr(args, "name", None), data_dir=getattr(args, "data_dir", None))
-        if getattr(args, "json", False):
+        if json_output:
             _print_json(lost.json)
         print(lost.text, file=sys.stderr)
         return EXIT_UNREACHABLE
     except NodeError as exc:
-        print(f"error: the node failed to answer: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _fail(json_output, is_serve, "NODE_ERROR", str(exc),
+                     f"error: the node failed to answer: {exc}", EXIT_UNREACHABLE)
     except KeyboardInterrupt:
-        return 130
+        return _fail(json_output, is_serve, "INTERRUPTED", "interrupted (Ctrl-C)",
+                     "interrupted", exit_codes.INTERRUPTED)

@@ -51,6 +51,7 @@ class NodeConfig:
     forget_after: float = 600.0
     # Bounds on the public gRPC port (peer/h2_guard.py; README, Limits).
     transport_limits: TransportLimits = field(default_factory=TransportLimits)
+    progress_interval: float = 1.0  # initial sync progress; a shorter sync shows none
 
 
 _INTERVAL_ENV = {
@@ -58,6 +59,7 @@ _INTERVAL_ENV = {
     "lookup_interval": "AUCTION_PEER_LOOKUP_INTERVAL",
     "anti_entropy_interval": "AUCTION_PEER_ANTI_ENTROPY_INTERVAL",
     "liveness_interval": "AUCTION_PEER_LIVENESS_INTERVAL",
+    "progress_interval": "AUCTION_PEER_PROGRESS_INTERVAL",
 }
 
 

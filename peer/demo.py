@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import secrets
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from typing import TextIO
 
 import trio
 
-from peer.config import NodeConfig
+from peer.config import DEFAULT_SERVICE, NodeConfig
 from peer.gen.auction.v1 import (
     BidRequest,
     CloseRequest,
@@ -72,10 +73,24 @@ def _check(reply: ControlReply, what: str) -> ControlReply:
     return reply
 
 
-async def play(grape_url: str | None, root: Path, out: TextIO) -> None:
+def demo_service(grape_url: str | None, service: str | None) -> str:
+    """The Grape service name the demo's nodes use.
+
+    On someone's grape (``--grape``) the default is a fresh name: nodes already
+    announced there under ``auction`` would join the demo's mesh and break it (or
+    be disturbed by it). The embedded grapes hold only the demo's nodes.
+    """
+    if service:
+        return service
+    return f"auction-demo-{secrets.token_hex(4)}" if grape_url else DEFAULT_SERVICE
+
+
+async def play(grape_url: str | None, root: Path, out: TextIO,
+               service: str = DEFAULT_SERVICE) -> None:
     """Run the whole scenario; raises DemoFailed on the first thing that goes wrong."""
     async with trio.open_nursery() as nursery:
         grape_urls = [grape_url] if grape_url else await _start_localgrapes(nursery, out)
+        out.write(f"service name: {service}\n")
         nodes: list[Node] = []
         watchers: list[Watcher] = []
         for i in (1, 2, 3):
@@ -83,6 +98,7 @@ async def play(grape_url: str | None, root: Path, out: TextIO) -> None:
             # Spread the nodes over the grapes, as nodes on different hosts would be.
             home = grape_urls[(i - 1) % len(grape_urls)]
             config = NodeConfig(name=name, data_dir=root / f"client{i}", grape_urls=(home,),
+                                service=service,
                                 announce_interval=1.0, lookup_interval=0.3,
                                 anti_entropy_interval=1.0)
             node = Node(config, Output(json_lines=False, stream=io.StringIO()))
@@ -170,15 +186,17 @@ async def _wait_and_cancel(change: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-def main(grape_url: str | None = None) -> int:
+def main(grape_url: str | None = None, *, service: str | None = None,
+         log_level: int = logging.WARNING) -> int:
     """Entry point for `python -m peer demo`; 0 only if every node saw the winner."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The demo prints its own story; node logs only for warnings unless -v asks.
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("grpclib").setLevel(logging.CRITICAL)
     out = sys.stdout
     with tempfile.TemporaryDirectory(prefix="auction-demo-") as tmp:
         failures: list[BaseException] = []
         try:
-            trio.run(play, grape_url, Path(tmp), out)
+            trio.run(play, grape_url, Path(tmp), out, demo_service(grape_url, service))
         except* DemoFailed as group:
             failures.extend(group.exceptions)
     for failure in failures:

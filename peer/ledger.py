@@ -40,8 +40,9 @@ notifications the ledger hands out are the values of :mod:`peer.auctions`.
 
 from __future__ import annotations
 
+import re
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
@@ -97,6 +98,9 @@ MAX_HELD_PER_AUTHOR: Final = 1024
 MAX_HELD_TOTAL: Final = 8192
 MAX_HELD_BYTES: Final = 16 * 1024 * 1024
 _AMBIGUOUS_LISTED: Final = 10  # candidates quoted in an AMBIGUOUS_AUCTION reason
+# `list`'s short auction id: a prefix of the seller's id (shorter than the 64 hex
+# digits of a full one), ':' and the auction's seq.
+_SHORT_ID: Final = re.compile(r"([0-9a-f]{1,63}):([0-9]{1,19})")
 
 
 # ====================================================================== results
@@ -179,6 +183,9 @@ class Ledger:
         self._auctions: dict[AuctionKey, Auction] = {}
         self._nonces: dict[AuctionKey, set[tuple[bytes, int]]] = {}
         self._bidder_names: dict[bytes, str] = {}
+        # Every node id seen under each display name (authors and bidders): where two
+        # nodes share a name, notification texts add a short id to tell them apart.
+        self._ids_by_name: dict[str, set[bytes]] = {}
         self._forks: set[tuple[bytes, int]] = set()
         self._count = 0
         self._held_count = 0
@@ -266,8 +273,10 @@ class Ledger:
     def resolve(self, text: str) -> AuctionKey | Rejection:
         """Find the auction a user means.
 
-        Accepts the full id (``"<hex>:<seq>"``), a unique prefix of it, or the label
-        ``"SELLER->ITEM"`` (``"Client#1->Pic#1"``) when only one auction has it.
+        Accepts the full id (``"<hex>:<seq>"``), a unique prefix of it, the short id
+        `list` shows (``"<seller id prefix>:<seq>"``, e.g. ``"ab12cd34:1"``) when one
+        auction matches it, or the label ``"SELLER->ITEM"`` (``"Client#1->Pic#1"``)
+        when only one auction has it.
 
         Returns:
             The key, or ``AUCTION_NOT_FOUND`` / ``AMBIGUOUS_AUCTION`` (listing the
@@ -289,6 +298,16 @@ class Ledger:
             return by_id[0].key
         if by_id:
             return _ambiguous(text, by_id)
+        short = _SHORT_ID.fullmatch(text.lower())
+        if short is not None:
+            # `list`'s short id: a prefix of the seller's id and the exact seq.
+            prefix, seq = short.group(1), int(short.group(2))
+            by_short = [a for a in self._auctions.values()
+                        if a.key.seq == seq and a.key.author.hex().startswith(prefix)]
+            if len(by_short) == 1:
+                return by_short[0].key
+            if by_short:
+                return _ambiguous(text, by_short)
         return Rejection(RejectCode.AUCTION_NOT_FOUND, f"no auction matches {text!r}")
 
     # ------------------------------------------------------------------ checks before authoring
@@ -486,6 +505,17 @@ class Ledger:
 
     # ------------------------------------------------------------------ apply helpers
 
+    def _known_as(self, node_id: bytes, name: str) -> None:
+        self._ids_by_name.setdefault(name, set()).add(node_id)
+
+    def _who(self, node_id: bytes, name: str) -> str:
+        """``name``, with a short id when another node has been seen under it too."""
+        ids = self._ids_by_name.get(name)
+        return f"{name} ({_short(node_id)})" if ids is not None and len(ids) > 1 else name
+
+    def _label(self, auction: Auction) -> str:
+        return f"{self._who(auction.key.author, auction.seller_name)}->{auction.item}"
+
     def _apply_one(self, log: _Log, decoded: DecodedEvent, body: CheckedBody,
                    result: ApplyResult) -> Rejection | None:
         """Apply the event at head + 1 of ``log``: chain and stateful rules, then state."""
@@ -496,6 +526,8 @@ class Ledger:
                              f"prev of seq {fields.seq} is not the hash of seq {fields.seq - 1}")
         author = fields.author
         name = fields.author_name
+        if log.name != name:
+            self._known_as(author, name)
         note: Notification
         if type(body) is CheckedAccept:
             auction = self._auctions.get(body.key)
@@ -510,9 +542,11 @@ class Ledger:
                                    fields.time_ms)
             auction.bids.append(accepted)
             self._nonces.setdefault(body.key, set()).add((bid.bidder, bid.nonce))
+            if self._bidder_names.get(bid.bidder) != bid.bidder_name:
+                self._known_as(bid.bidder, bid.bidder_name)
             self._bidder_names[bid.bidder] = bid.bidder_name
-            text = (f"{bid.bidder_name} bid {format_amount(body.amount)} {auction.currency}"
-                    f" on {auction.label}")
+            text = (f"{self._who(bid.bidder, bid.bidder_name)} bid "
+                    f"{format_amount(body.amount)} {auction.currency} on {self._label(auction)}")
             extended_from = 0
             window = auction.terms.extend_ms
             if window and fields.time_ms + window > auction.ends_ms:
@@ -529,7 +563,8 @@ class Ledger:
             auction = Auction(key, name, body.item, body.start, body.currency, fields.time_ms,
                               terms=terms, ends_ms=terms.ends_at_ms)
             self._auctions[key] = auction
-            note = Opened(f"{name} opened {body.item} at {format_amount(body.start)}"
+            note = Opened(f"{self._who(author, name)} opened {body.item} at "
+                          f"{format_amount(body.start)}"
                           f" {body.currency}{_terms_text(auction)}", AuctionAt.of(auction))
         else:
             assert isinstance(body, CheckedClose)
@@ -543,7 +578,9 @@ class Ledger:
                 return rejection
             auction.closed = True
             auction.closed_ms = fields.time_ms
-            note = Closed(auction.winner, _closed_text(auction), AuctionAt.of(auction))
+            note = Closed(auction.winner,
+                          _closed_text(auction, self._label(auction), self._who),
+                          AuctionAt.of(auction))
         log.hashes.append(decoded.digest)
         if name != log.name:
             log.renames.append((fields.seq, log.name))
@@ -671,18 +708,19 @@ def _terms_text(auction: Auction) -> str:
     return text
 
 
-def _closed_text(auction: Auction) -> str:
+def _closed_text(auction: Auction, label: str, who: Callable[[bytes, str], str]) -> str:
     """``"Client#1->Pic#1 closed: Client#2 -> 80 USDt"`` (the reference scenario's exact
-    line); ``ended`` instead of ``closed`` when it closed at or after its end."""
+    line); ``ended`` instead of ``closed`` when it closed at or after its end. ``label``
+    and ``who`` name the seller and bidder (with a short id where names collide)."""
     verb = "ended" if auction.ended_by_time else "closed"
     best = auction.best
     if best is None:
-        return f"{auction.label} {verb} with no bids"
+        return f"{label} {verb} with no bids"
+    bidder = who(best.bidder, best.bidder_name)
     if not auction.reserve_met:
-        return (f"{auction.label} {verb}: no sale (reserve not met; best"
-                f" {format_amount(best.amount)} {best.currency} by {best.bidder_name})")
-    return (f"{auction.label} {verb}: {best.bidder_name} -> {format_amount(best.amount)}"
-            f" {best.currency}")
+        return (f"{label} {verb}: no sale (reserve not met; best"
+                f" {format_amount(best.amount)} {best.currency} by {bidder})")
+    return f"{label} {verb}: {bidder} -> {format_amount(best.amount)} {best.currency}"
 
 
 def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:

@@ -137,6 +137,7 @@ class PeerLink:
     push_streams: int = 0  # PushStreams opened to this peer: one per connection, ideally
     heard_at: float = 0.0  # trio clock: the last time it answered us (liveness)
     liveness_probe: bool = False  # a liveness probe is in flight
+    heads: dict[bytes, int] = field(default_factory=dict)  # from its last Hello reply
 
     closed: bool = False
     opened: list[Channel] = field(default_factory=list)
@@ -323,6 +324,7 @@ class Mesh:
         self._unproven.forget(link.address)
         link.node_id = reply.node_id
         link.name = reply.name
+        link.heads = {h.author: h.seq for h in reply.heads}
         if any(other is not link and other.node_id == reply.node_id and other.state == UP
                for other in self.links.values()):
             # The same node under a second address: one link per node id. This one is
@@ -382,7 +384,8 @@ class Mesh:
             self._nursery.start_soon(self._sender, link, link.outbox_send)
         self._poke()
         if was != UP:
-            log.info("peer up: %s at %s", link.name or link.node_id.hex()[:8], link.address)
+            # DEBUG: the node prints each peer change once, as a notification.
+            log.debug("peer up: %s at %s", link.name or link.node_id.hex()[:8], link.address)
             self.hooks.peer_up(link)
 
     def mark_down(self, link: PeerLink, exc: BaseException | str) -> None:
@@ -398,7 +401,8 @@ class Mesh:
         link.close_channel()
         self._poke()
         if was == UP:
-            log.info("peer down: %s at %s (%s)", link.name or "?", link.address, reason)
+            # DEBUG: the node prints each peer change once, as a notification.
+            log.debug("peer down: %s at %s (%s)", link.name or "?", link.address, reason)
             self._wake_duplicates(link.node_id)
             self.hooks.peer_down(link, reason)
         else:

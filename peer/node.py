@@ -25,7 +25,7 @@ import trio
 from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
-from peer import aio, paths, port_memory
+from peer import aio, exit_codes, paths, port_memory
 from peer.address_book import AddressLimits
 from peer.auctions import AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
@@ -77,11 +77,13 @@ from peer.mesh import Mesh, PeerLink
 from peer.names import record_owner
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
+from peer.progress import SyncProgress, expected_events
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
 from peer.rules import Rejection
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
 from peer.signed_events import DecodedEvent, make_signed_bid, sign_event
+from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
 from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view
@@ -155,6 +157,7 @@ class Node:
         self._storage_outage: str | None = None  # why the log cannot be written, if so
         self._challenges = Challenges()
         self._unproven_callers = WarnOnce(log)
+        self._sync_progress: SyncProgress | None = None
 
     # ================================================================== lifecycle
 
@@ -216,13 +219,19 @@ class Node:
         control_server = Server([ControlService(self)], codec=LimitedCodec())
         socket_path = paths.control_socket_path(config.data_dir)
         async with GrapeClient(list(config.grape_urls)) as grape:
-            self.port = await self._bind_peer_server(peer_server)
+            try:
+                self.port = await self._bind_peer_server(peer_server)
+            except OSError as exc:
+                raise cannot_listen(config.host, config.port, exc) from exc
             try:
                 prepare_to_listen(socket_path)
                 # Only this user may drive the node: create the socket 0600 from the start.
                 old_umask = os.umask(0o177)
                 try:
                     await aio.start_server(control_server, path=str(socket_path))
+                except OSError as exc:
+                    raise CannotListen(f"cannot create the control socket {socket_path}: "
+                                       f"{exc.strerror or exc}") from exc
                 finally:
                     os.umask(old_umask)
                 try:
@@ -344,9 +353,18 @@ class Node:
         # and a peer that comes up later triggers a pull of its own).
         with trio.move_on_after(INITIAL_PROBE_WAIT):
             await self.mesh.wait_probed(found)
-        # peer_up also starts pulls, which may win the race for the same events;
-        # counting the ledger, not the pulls, reports what sync really brought.
-        await pull_from_all(self, self.mesh)
+        progress = SyncProgress(expected_events(
+            self.ledger.heads(), [link.heads for link in self.mesh.up_links()]))
+        self._sync_progress = progress
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress.report, self.output, self.config.progress_interval)
+                # peer_up also starts pulls, which may win the race for the same events;
+                # counting the ledger, not the pulls, reports what sync really brought.
+                await pull_from_all(self, self.mesh)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._sync_progress = None
         return self.ledger.event_count - before
 
     async def _discover(self, grape: GrapeClient) -> list[PeerLink]:
@@ -449,6 +467,8 @@ class Node:
         if applied:
             # Durable before anyone hears of it: watchers, peers, the sender.
             await self._persist(applied, notes)
+            if self._sync_progress is not None:
+                self._sync_progress.add(len(applied))
             if self._ready or self._watchers:  # else nobody hears of them (initial sync)
                 for note in notes:
                     self._notify(note)
@@ -855,56 +875,83 @@ def _endpoint_text(address: object) -> str:
 # ====================================================================== entry point
 
 
-def serve(config: NodeConfig) -> int:
-    """Run a node until SIGINT/SIGTERM; the exit code for `python -m peer serve`."""
-    _setup_logging(config.json_output)
+def serve(config: NodeConfig, *, log_level: int = logging.INFO) -> int:
+    """Run a node until SIGINT/SIGTERM; the exit code for `python -m peer serve`.
+
+    An expected failure (:mod:`peer.startup`) is one line on stderr, an ``error``
+    object with ``--json``, and its own exit code (:mod:`peer.exit_codes`).
+    """
+    _setup_logging(log_level)
+    output = Output(json_lines=config.json_output)
     try:
         config = with_env_overrides(config, os.environ)
     except ValueError as exc:
         log.error("%s", exc)
-        return 2
+        output.error("BAD_USAGE", str(exc))
+        return exit_codes.USAGE
+    stopped_by = "stopped"
 
     async def main() -> None:
+        nonlocal stopped_by
         # The receiver comes first: the ready line is out before `start` returns, and
         # a SIGTERM sent on seeing it must stop the node cleanly, not kill it.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(Node(config).run)
+                nursery.start_soon(Node(config, output).run)
                 async for signum in signals:
-                    log.info("%s: stopping (%s)", config.name, signal.Signals(signum).name)
+                    stopped_by = signal.Signals(signum).name
+                    log.info("%s: stopping (%s)", config.name, stopped_by)
                     nursery.cancel_scope.cancel()
                     break
 
     failures: list[BaseException] = []
+    interrupted = False
     try:
         trio.run(main)
-    except* (OSError, StoreError, IdentityError, DataDirInUse, ControlSocketError) as group:
-        # Expected ways to fail at start (port taken, damaged database or key, data
-        # dir or control socket in use): one readable line each, no traceback.
-        failures.extend(_leaves(group))
+    except* (StartupFailure, OSError, StoreError, IdentityError, DataDirInUse,
+             ControlSocketError) as group:
+        # Expected ways to fail (port taken, damaged database or key, data dir or
+        # control socket in use): one readable line each, no traceback, whatever
+        # nurseries the error came through.
+        failures.extend(leaves(group))
     except* KeyboardInterrupt:
+        interrupted = True
+    if failures:
+        for failure in failures:
+            log.error("%s: %s", config.name, failure)
+        code, exit_code = _classify(failures[0], config.data_dir)
+        output.error(code, str(failures[0]))
+        return exit_code
+    if interrupted:
         log.info("%s: interrupted while starting", config.name)
-    for failure in failures:
-        log.error("%s: %s", config.name, failure)
-    return 1 if failures else 0
+        output.error("INTERRUPTED", "interrupted while starting")
+        return exit_codes.INTERRUPTED
+    output.stopped(stopped_by)
+    return exit_codes.OK
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions in ``group`` and its nested groups (nurseries nest them)."""
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
+def _classify(failure: BaseException, data_dir: Path) -> tuple[str, int]:
+    """The JSON error code and the exit code for one failure of `serve`."""
+    if isinstance(failure, StartupFailure):
+        return failure.code, failure.exit_code
+    if isinstance(failure, ControlSocketError):
+        return CannotListen.code, CannotListen.exit_code
+    if isinstance(failure, StoreError | IdentityError | DataDirInUse):
+        return DataDirUnusable.code, DataDirUnusable.exit_code
+    # A bare OSError: a file of the data dir, or else the network.
+    filename = getattr(failure, "filename", None)
+    if filename is not None and Path(os.fsdecode(filename)).resolve().is_relative_to(
+            data_dir.resolve()):
+        return DataDirUnusable.code, DataDirUnusable.exit_code
+    return CannotListen.code, CannotListen.exit_code
 
 
-def _setup_logging(json_output: bool) -> None:
+def _setup_logging(level: int) -> None:
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # grpclib logs every failed connection at ERROR with a traceback; a dead peer
     # is expected and handled by the mesh, so keep those out of the user's way.
     logging.getLogger("grpclib").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    _ = json_output
-

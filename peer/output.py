@@ -1,7 +1,10 @@
-"""What `serve` prints on stdout: readable lines, or one JSON object per line.
+"""What `serve` prints: readable lines or one JSON object per line on stdout.
 
 Logs (what the node did and why) go to stderr through `logging`; stdout carries
-only the user-facing events, so `serve --json | jq` works.
+only the user-facing events, so `serve --json | jq` works. Sync progress is the
+exception: as text it is one line rewritten in place on stderr, and only when
+stderr is a terminal (a log file would fill with it); with ``--json`` it is a
+``progress`` object on stdout.
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ __all__ = ["Output"]
 class Output:
     """Writes the node's user-facing events to ``stream`` (stdout by default)."""
 
-    def __init__(self, *, json_lines: bool, stream: TextIO | None = None) -> None:
+    def __init__(self, *, json_lines: bool, stream: TextIO | None = None,
+                 progress_stream: TextIO | None = None) -> None:
         self.json_lines = json_lines
         self.stream = stream if stream is not None else sys.stdout
+        self.progress_stream = progress_stream if progress_stream is not None else sys.stderr
+        self._progress_shown = False
 
-    def _emit(self, record: dict[str, Any], line: str) -> None:
+    def _emit(self, record: dict[str, Any], line: str | None) -> None:
+        if not self.json_lines and line is None:
+            return
+        self._end_progress_line()
         text = json.dumps(record, ensure_ascii=False) if self.json_lines else line
         try:
-            self.stream.write(text + "\n")
+            self.stream.write(f"{text}\n")
             self.stream.flush()
         except (BrokenPipeError, ValueError):
             # Whoever read our stdout went away; the node keeps serving its peers.
@@ -60,3 +69,48 @@ class Output:
             record["reason"] = reason
             line += f" ({reason})"
         self._emit(record, line)
+
+    def progress(self, synced: int, expected: int, rate: float) -> None:
+        """The initial sync so far: events applied, events the peers announced, rate."""
+        left = max(0, expected - synced)
+        if self.json_lines:
+            self._emit({"event": "progress", "phase": "sync", "synced": synced,
+                        "expected": expected, "left": left, "rate": round(rate, 1)}, None)
+            return
+        if not _is_terminal(self.progress_stream):
+            return
+        eta = f", about {left / rate:.0f} s left" if rate > 0 and left else ""
+        self._write_progress(f"\rsyncing: {synced:,} of {expected:,} events "
+                             f"({rate:,.0f}/s), {left:,} to go{eta}\x1b[K")
+        self._progress_shown = True
+
+    def end_progress(self) -> None:
+        """The sync is over: leave the terminal's progress line clean."""
+        self._end_progress_line()
+
+    def _end_progress_line(self) -> None:
+        if self._progress_shown:
+            self._progress_shown = False
+            self._write_progress("\r\x1b[K")
+
+    def _write_progress(self, text: str) -> None:
+        try:
+            self.progress_stream.write(text)
+            self.progress_stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def error(self, code: str, reason: str) -> None:
+        """The node could not start or stopped on an error (JSON only: the log says it)."""
+        self._emit({"event": "error", "error": code, "reason": reason}, None)
+
+    def stopped(self, reason: str) -> None:
+        """The node stopped cleanly (JSON only: the log says it)."""
+        self._emit({"event": "stopped", "reason": reason}, None)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -7,6 +7,7 @@ One place renders the wire views (``AuctionView``, ``Notification``,
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "auction_lines",
     "list_lines",
     "notification_json",
+    "short_auction_ids",
     "short_id",
     "status_json",
     "status_lines",
@@ -101,17 +103,32 @@ def auction_lines(view: AuctionView) -> list[str]:
     return lines
 
 
-def list_lines(views: list[AuctionView]) -> list[str]:
-    """`list`: one line per auction."""
+def short_auction_ids(views: list[AuctionView]) -> dict[str, str]:
+    """A short id for each auction, ``<seller id prefix>:<seq>`` (``ab12cd34:1``).
+
+    The seller prefix is the shortest (8 hex digits at least) that tells every seller
+    in ``views`` apart, so each short id names one auction as long as ``views`` holds
+    every auction the node knows; the node resolves this form (``Ledger.resolve``).
+    """
+    sellers = sorted({v.seller.hex() for v in views})
+    length = 8
+    while length < 64 and any(a[:length] == b[:length] for a, b in itertools.pairwise(sellers)):
+        length += 1
+    return {v.id: f"{v.seller.hex()[:length]}:{v.id.rpartition(':')[2]}" for v in views}
+
+
+def list_lines(views: list[AuctionView], ids: dict[str, str] | None = None) -> list[str]:
+    """`list`: one line per auction, ending with the short id to paste into `show`."""
     if not views:
         return ["no auctions"]
+    ids = ids if ids is not None else short_auction_ids(views)
     lines = []
     for v in views:
         best = v.bids[-1] if v.bids else None
         lead = "winner" if v.state == AuctionState.CLOSED else "best"
         price = (f"{lead} {best.bidder_name} -> {best.amount} {best.currency}" if best
                  else f"start {v.start_amount} {v.currency}, no bids")
-        lines.append(f"{auction_label(v):<30} {_state(v):<6} {price}  [{v.id[:16]}]")
+        lines.append(f"{ids[v.id]:<12} {auction_label(v):<30} {_state(v):<6} {price}")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -49,10 +50,48 @@ def test_target_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--name NAME or --data-dir DIR" in capsys.readouterr().err
 
 
-def test_unknown_command_is_usage_error() -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["frobnicate"])
-    assert info.value.code == EXIT_USAGE
+def test_unknown_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "invalid choice: 'frobnicate'" in captured.err and "usage:" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["frobnicate", "--json"],
+    ["bid", "x", "abc", "--data-dir", "/nonexistent", "--json"],
+    ["show", "", "--data-dir", "/nonexistent", "--json"],
+    ["serve", "--name", "A", "--grape", "notaurl", "--json"],
+    ["serve", "--json"],
+])
+def test_json_usage_errors_print_one_object(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_USAGE
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1
+    record = json.loads(out[0])
+    assert record["error"] == "BAD_USAGE" and record["reason"]
+    assert ("event" in record) == (argv[0] == "serve")
+
+
+def test_json_unreachable_prints_one_object(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--data-dir", str(tmp_path), "--json"]) == EXIT_UNREACHABLE
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["error"] == "NODE_UNREACHABLE"
+
+
+@pytest.mark.parametrize("command", ["bid", "close", "show"])
+@pytest.mark.parametrize("auction", ["", "   ", "Client#1-", "x -"])
+def test_auctions_that_cannot_be_ids_are_usage_errors_before_any_node_is_asked(
+        tmp_path: Path, command: str, auction: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [command, auction, *(["1"] if command == "bid" else []), "--data-dir", str(tmp_path)]
+    assert main(argv) == EXIT_USAGE  # not 3: the missing node is never asked
+    err = capsys.readouterr().err
+    if auction.strip():
+        assert "redirect" in err and "'Client#1->Pic#1'" in err
+    else:
+        assert "AUCTION is empty" in err
 
 
 def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:

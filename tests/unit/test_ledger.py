@@ -485,3 +485,59 @@ def test_rejection_code_name_for_unknown_codes() -> None:
     assert str(Rejection(RejectCode.AUCTION_CLOSED, "")) == "AUCTION_CLOSED"
     unknown = Rejection(RejectCode(99), "x")
     assert "99" in unknown.code_name
+
+
+def test_short_id_from_list_resolves_to_one_auction() -> None:
+    from peer.render import short_auction_ids
+    from peer.views import auction_view
+
+    c1, c2 = Author(C1), Author(C2)
+    first, second = c1.open("Pic#1", "75"), c1.open("Pic#2", "60")
+    other = c2.open("Pic#1", "10")
+    node = Ledger()
+    for signed in c1.log + c2.log:
+        assert node.apply(signed).rejection is None
+    ids = short_auction_ids([auction_view(a) for a in node.auctions(True)])
+    assert len(set(ids.values())) == 3
+    for key in (first, second, other):
+        short = ids[key.text]
+        assert short == f"{key.author.hex()[:8]}:{key.seq}"
+        assert node.resolve(short) == key
+        assert node.resolve(short.upper()) == key
+    # The old tag (a seller prefix alone) still names no single auction.
+    tag = node.resolve(C1.node_id.hex()[:16])
+    assert isinstance(tag, Rejection) and tag.code == RejectCode.AMBIGUOUS_AUCTION
+    missing = node.resolve(f"{C1.node_id.hex()[:8]}:9")
+    assert isinstance(missing, Rejection) and missing.code == RejectCode.AUCTION_NOT_FOUND
+
+
+def test_short_ids_grow_until_sellers_differ() -> None:
+    from peer.gen.auction.v1 import AuctionView
+    from peer.render import short_auction_ids
+
+    twins = [bytes.fromhex("ab" * 5 + "00" * 27), bytes.fromhex("ab" * 5 + "01" + "00" * 26)]
+    views = [AuctionView(id=f"{s.hex()}:1", seller=s) for s in twins]
+    ids = short_auction_ids(views)
+    assert sorted(ids.values()) == [f"{'ab' * 5}00:1", f"{'ab' * 5}01:1"]
+
+
+def test_colliding_names_get_a_short_id_in_notification_texts() -> None:
+    twin_a = Identity.from_seed(b"\x0a" * 32, "Twin")
+    twin_b = Identity.from_seed(b"\x0b" * 32, "Twin")
+    a, b = Author(twin_a), Author(twin_b)
+    node = Ledger()
+    key = a.open("Pic#1", "10")
+    texts = [n.text for n in node.apply(a.log[-1]).notifications]
+    assert texts == ["Twin opened Pic#1 at 10 USDt"]  # one Twin known: no id needed
+    b.ledger.apply(a.log[-1])
+    b.open("Pic#2", "20")
+    texts = [n.text for n in node.apply(b.log[-1]).notifications]
+    short_a, short_b = twin_a.node_id.hex()[:8], twin_b.node_id.hex()[:8]
+    assert texts == [f"Twin ({short_b}) opened Pic#2 at 20 USDt"]
+    a.ledger.apply(b.log[-1])
+    a.accept(bid(twin_b, key, "15"))
+    texts = [n.text for n in node.apply(a.log[-1]).notifications]
+    assert texts == [f"Twin ({short_b}) bid 15 USDt on Twin ({short_a})->Pic#1"]
+    a.close(key)
+    texts = [n.text for n in node.apply(a.log[-1]).notifications]
+    assert texts == [f"Twin ({short_a})->Pic#1 closed: Twin ({short_b}) -> 15 USDt"]
