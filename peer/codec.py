@@ -17,6 +17,7 @@ from grpclib.encoding.proto import ProtoCodec
 
 from peer.envelopes import decode_push, decode_sync_reply, encode_push, encode_sync_reply
 from peer.gen.auction.v1 import PushRequest, SyncReply
+from peer.proto_check import check_types
 
 __all__ = ["MAX_MESSAGE_BYTES", "LimitedCodec"]
 
@@ -57,7 +58,11 @@ class LimitedCodec(ProtoCodec):
                             f"{self.max_bytes}")
         try:
             fast = _FAST_DECODE.get(message_type)
-            return fast(data) if fast is not None else message_type.FromString(data)
+            if fast is not None:
+                return fast(data)
+            message = message_type.FromString(data)
+            check_types(message)  # betterproto2 does not check wire types
+            return message
         except Exception as exc:  # any decode failure is the sender's fault
             raise GRPCError(Status.INVALID_ARGUMENT,
                             f"malformed {getattr(message_type, '__name__', 'message')}: "
