@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from peer.h2_guard import TransportLimits
+from peer.rate_limit import RateLimits
 
 DEFAULT_GRAPE = "http://127.0.0.1:30001"
 DEFAULT_SERVICE = "auction"
@@ -52,6 +53,8 @@ class NodeConfig:
     # Bounds on the public gRPC port (peer/h2_guard.py; README, Limits).
     transport_limits: TransportLimits = field(default_factory=TransportLimits)
     progress_interval: float = 1.0  # initial sync progress; a shorter sync shows none
+    # Per-connection rates of the costly Peer rpcs (peer/rate_limit.py; README, Limits).
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
 
 _INTERVAL_ENV = {
@@ -75,6 +78,16 @@ _TRANSPORT_ENV: dict[str, tuple[str, float, float]] = {
     "max_connections": ("AUCTION_PEER_MAX_CONNECTIONS", 1, 100_000),
     "max_concurrent_streams": ("AUCTION_PEER_MAX_CONCURRENT_STREAMS", 1, 10_000),
     "idle_timeout": ("AUCTION_PEER_IDLE_TIMEOUT", 1, 86400),
+}
+
+_RATE_ENV: dict[str, tuple[str, float, float]] = {
+    "bid_rate": ("AUCTION_PEER_BID_RATE", 0.1, 1_000_000),
+    "bid_burst": ("AUCTION_PEER_BID_BURST", 1, 1_000_000),
+    "sync_rate": ("AUCTION_PEER_SYNC_RATE", 0.1, 1_000_000),
+    "sync_burst": ("AUCTION_PEER_SYNC_BURST", 1, 1_000_000),
+    "push_event_rate": ("AUCTION_PEER_PUSH_EVENT_RATE", 1, 10_000_000),
+    # At least one full push (MAX_EVENTS_PER_PUSH) must fit.
+    "push_event_burst": ("AUCTION_PEER_PUSH_EVENT_BURST", 4096, 10_000_000),
 }
 
 
@@ -101,11 +114,13 @@ def with_env_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeCo
 def _with_limit_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeConfig:
     config = _override(config, _LIMIT_ENV, environ)
     transport = _override(config.transport_limits, _TRANSPORT_ENV, environ)
-    return config if transport is config.transport_limits else replace(
-        config, transport_limits=transport)
+    if transport is not config.transport_limits:
+        config = replace(config, transport_limits=transport)
+    rates = _override(config.rate_limits, _RATE_ENV, environ)
+    return config if rates is config.rate_limits else replace(config, rate_limits=rates)
 
 
-_T = TypeVar("_T", NodeConfig, TransportLimits)
+_T = TypeVar("_T", NodeConfig, TransportLimits, RateLimits)
 
 
 def _override(target: _T, table: dict[str, tuple[str, float, float]],

@@ -78,6 +78,7 @@ from peer.names import record_owner
 from peer.notifications import LedgerNotification, notification_message
 from peer.output import Output
 from peer.progress import SyncProgress, expected_events
+from peer.rate_limit import PeerRateLimiter
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
 from peer.rules import Rejection
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
@@ -214,7 +215,8 @@ class Node:
         config = self.config
         assert self.identity is not None
         health = Health()
-        peer_server = Server([PeerService(self), health], codec=LimitedCodec(),
+        peer_server = Server([PeerService(self, PeerRateLimiter(config.rate_limits)), health],
+                             codec=LimitedCodec(),
                              limits=self.config.transport_limits)
         control_server = Server([ControlService(self)], codec=LimitedCodec())
         socket_path = paths.control_socket_path(config.data_dir)

@@ -8,7 +8,7 @@ becomes ``INVALID_ARGUMENT``, so no traceback ever crosses the wire.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
 import grpclib.const
@@ -45,6 +45,7 @@ from peer.gen.auction.v1 import (
     SyncRequest,
     WatchRequest,
 )
+from peer.rate_limit import PeerRateLimiter, caller, caller_key
 
 __all__ = ["BadInput", "ControlService", "PeerService", "StorageUnavailable"]
 
@@ -108,8 +109,9 @@ class ControlApi(Protocol):
 
 
 class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-checked
-    def __init__(self, node: PeerApi) -> None:
+    def __init__(self, node: PeerApi, limiter: PeerRateLimiter | None = None) -> None:
         self.node = node
+        self.limiter = limiter or PeerRateLimiter()
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         # Hello and Prove need the connection, not only the message: the callee signs
@@ -120,7 +122,10 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
             self._rpc_hello, Cardinality.UNARY_UNARY, HelloRequest, HelloReply)
         mapping["/auction.v1.Peer/Prove"] = grpclib.const.Handler(
             self._rpc_prove, Cardinality.UNARY_UNARY, ProveRequest, ProveReply)
-        return mapping
+        # Every handler is told which connection its request came on, for the
+        # per-peer rate limits (the generated ones only get the message).
+        return {path: handler._replace(func=_with_caller(handler.func))
+                for path, handler in mapping.items()}
 
     async def _rpc_hello(self, stream: grpclib.server.Stream[HelloRequest, HelloReply]
                          ) -> None:
@@ -147,12 +152,14 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
         await stream.send_message(reply)
 
     async def place_bid(self, message: SignedBid) -> PlaceBidReply:
+        await self.limiter.acquire("bid")
         return await aio.from_trio(self.node.on_place_bid, message)
 
     async def push(self, message: PushRequest) -> PushReply:
         if len(message.events) > MAX_EVENTS_PER_PUSH:
             raise GRPCError(Status.INVALID_ARGUMENT,
                             f"at most {MAX_EVENTS_PER_PUSH} events per push")
+        await self.limiter.acquire("push", len(message.events))
         try:
             return await aio.from_trio(self.node.on_push, message)
         except BadInput as exc:
@@ -171,6 +178,7 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
                 if len(message.events) > MAX_EVENTS_PER_PUSH:
                     raise GRPCError(Status.INVALID_ARGUMENT,
                                     f"at most {MAX_EVENTS_PER_PUSH} events per push")
+                await self.limiter.acquire("push", len(message.events))
                 try:
                     reply = await on_push(message)
                 except BadInput as exc:
@@ -183,6 +191,7 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
     async def sync(self, message: SyncRequest) -> AsyncIterator[SyncReply]:
         if len(message.heads) > MAX_HEADS:
             raise GRPCError(Status.INVALID_ARGUMENT, "too many heads")
+        await self.limiter.acquire("sync")
         cursor: tuple[int, int] | None = None
         while True:
             page, cursor = await aio.from_trio(self.node.on_sync_page, message, cursor)
@@ -207,6 +216,16 @@ def _socket_address(stream: grpclib.server.Stream[Any, Any], which: str) -> obje
     """
     transport = getattr(stream.peer, "_transport", None)
     return transport.get_extra_info(which) if transport is not None else None
+
+
+def _with_caller(func: Callable[[Any], Coroutine[Any, Any, None]]
+                 ) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    async def handle(stream: Any) -> None:
+        # grpclib runs each request in its own asyncio task: the context is its own.
+        caller.set(caller_key(stream.peer))
+        await func(stream)
+
+    return handle
 
 
 class ControlService(ControlBase):  # type: ignore[misc]  # generated base

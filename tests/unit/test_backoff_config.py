@@ -52,6 +52,14 @@ def test_env_overrides_set_the_transport_limits() -> None:
     assert cfg.transport_limits.max_connections == base.transport_limits.max_connections
 
 
+def test_env_overrides_set_the_rate_limits() -> None:
+    base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
+    cfg = with_env_overrides(base, {"AUCTION_PEER_BID_RATE": "50",
+                                    "AUCTION_PEER_PUSH_EVENT_RATE": "100"})
+    assert (cfg.rate_limits.bid_rate, cfg.rate_limits.push_event_rate) == (50.0, 100.0)
+    assert cfg.rate_limits.sync_rate == base.rate_limits.sync_rate
+
+
 @pytest.mark.parametrize("raw", ["0", "1.5", "lots", "-3"])
 def test_env_overrides_reject_bad_limits(raw: str) -> None:
     base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
