@@ -9,8 +9,11 @@ bounded:
 - at most ``max_new_per_lookup`` new addresses from one lookup (a real grape answers
   at most 100; a random sample, so the same junk does not always win);
 - at most ``max_known`` addresses in all; when full, addresses that never answered
-  and have been down the longest make room, and peers that answered are never
-  evicted for a newcomer;
+  and have been down for at least ``evict_after`` make room (the longest-down
+  first), and peers that answered are never evicted for a newcomer. The age keeps
+  a grape that answers new junk on every lookup from making the node probe
+  ``max_new_per_lookup`` fresh addresses per lookup forever: the churn is at most
+  ``max_known`` probes per ``evict_after``;
 - an address down for ``forget_after`` seconds without a break is forgotten, and
   not taken back from Grape for as long again (a real grape keeps listing dead
   addresses until their records expire, which by default is never).
@@ -38,6 +41,10 @@ class AddressLimits:
     max_known: int = 1000
     max_new_per_lookup: int = 100
     forget_after: float = 600.0
+    evict_after: float = 60.0
+    #: Probes a second of addresses that never answered, in all (peer.mesh).
+    probe_rate: float = 20.0
+    probe_burst: int = 50
 
 
 class LinkState(Protocol):
@@ -104,7 +111,8 @@ def admit(links: Mapping[str, LinkState], offered: Iterable[str], own_address: s
         # Only addresses that never answered make room; the longest-down go first.
         never_answered = sorted(
             (link.down_since, address) for address, link in links.items()
-            if link.state == DOWN and not link.node_id and link.retry_at != float("inf"))
+            if link.state == DOWN and not link.node_id and link.retry_at != float("inf")
+            and now - link.down_since >= limits.evict_after)
         evicted = [address for _, address in never_answered[:len(candidates) - room]]
         room += len(evicted)
     return candidates[:max(room, 0)], evicted

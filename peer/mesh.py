@@ -78,6 +78,8 @@ T = TypeVar("T")
 # one loop on the asyncio side (where grpclib is): one bridge crossing per peer,
 # not one per Push, which is most of what a Push costs the seller beyond grpclib.
 OUTBOX_BATCHES = 1024
+# Longest wait between probes of an address that never answered (README, Limits).
+UNANSWERED_BACKOFF_CAP = 300.0
 # Per-call deadlines. Loopback peers answer in milliseconds; these only bound
 # how long a black-holed peer can hold one call.
 HELLO_TIMEOUT = 3.0
@@ -187,6 +189,8 @@ class Mesh:
         self.address_limits = limits or AddressLimits()
         # Forgotten addresses and until when (trio clock); bounded like the links.
         self._forgotten: dict[str, float] = {}
+        # When the next probe of an address that never answered may start.
+        self._next_probe_slot = -math.inf
         self.bridge = bridge
         self.own_address = own_address
         self.hooks = hooks
@@ -240,8 +244,30 @@ class Mesh:
             self.links[address] = link
             new.append(link)
             if self._nursery is not None:
-                self._nursery.start_soon(self.probe, link)
+                self._nursery.start_soon(self._probe_paced, link)
         return new
+
+    async def _probe_paced(self, link: PeerLink) -> None:
+        """Probe ``link``; an address that never answered waits for its turn first.
+
+        A grape can list any number of dead addresses, and each probe costs a
+        connection attempt and a Hello: probes of addresses that never answered are
+        paced to ``probe_rate`` a second in all (after a burst of ``probe_burst``),
+        and back off up to ``UNANSWERED_BACKOFF_CAP`` instead of the usual 30 s.
+        """
+        if not link.node_id:
+            link.backoff.cap = max(link.backoff.cap, UNANSWERED_BACKOFF_CAP)
+            limits = self.address_limits
+            # A token bucket kept as the time of the next free slot: up to
+            # probe_burst probes at once (a node starting among many peers), then
+            # probe_rate a second.
+            now = trio.current_time()
+            earliest = now - limits.probe_burst / limits.probe_rate
+            slot = self._next_probe_slot = max(self._next_probe_slot, earliest)
+            self._next_probe_slot += 1.0 / limits.probe_rate
+            await trio.sleep_until(slot)
+        if await self.probe(link):
+            link.backoff.cap = Backoff.cap
 
     def _forget(self, addresses: list[str], now: float) -> None:
         """Drop ``addresses`` from the mesh; Grape's answers bring them back only
@@ -497,7 +523,7 @@ class Mesh:
             for link in due:
                 assert self._nursery is not None
                 link.retry_at = math.inf  # one probe at a time per link
-                self._nursery.start_soon(self.probe, link)
+                self._nursery.start_soon(self._probe_paced, link)
             waits = [link.retry_at for link in self.links.values()
                      if link.state == DOWN and link.retry_at != math.inf]
             with trio.move_on_at(min(waits, default=now + 1.0)):

@@ -142,3 +142,38 @@ def test_failure_reasons_are_short_words_not_errno_text() -> None:
     assert describe_failure(ConnectionResetError()) == "connection lost"
     assert describe_failure(OSError(113, "No route to host")) == "unreachable"
     assert describe_failure("left") == "left"
+
+
+def test_a_full_set_of_young_junk_is_not_churned() -> None:
+    async def main() -> None:
+        mesh = _mesh()
+        for lookup in range(10):
+            for link in mesh.add_addresses(_junk(lookup * 1000, 1000)):
+                mesh.mark_down(link, "refused")
+        assert len(mesh.links) == LIMITS.max_known
+        # Full of addresses down for less than evict_after: a new lookup adds nothing.
+        assert mesh.add_addresses(_junk(50_000, 1000)) == []
+        await trio.sleep(LIMITS.evict_after)
+        assert len(mesh.add_addresses(_junk(60_000, 1000))) == LIMITS.max_new_per_lookup
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_probes_of_addresses_that_never_answered_are_paced() -> None:
+    limits = AddressLimits(max_known=1000, max_new_per_lookup=1000, probe_rate=20,
+                           probe_burst=50)
+
+    async def main() -> None:
+        mesh = _mesh(limits)  # no bridge: every probe fails at once
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mesh.run)
+            mesh.add_addresses(_junk(0, 500))
+            await trio.sleep(1.0)
+            probed = sum(link.state == DOWN for link in mesh.links.values())
+            assert 50 + 15 <= probed <= 50 + 25  # the burst, then ~20 a second
+            await trio.sleep(30)
+            assert all(link.state == DOWN for link in mesh.links.values())
+            assert all(link.backoff.cap >= 300 for link in mesh.links.values())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
