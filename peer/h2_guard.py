@@ -45,7 +45,7 @@ from h2.events import DataReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 
-__all__ = ["GuardedProtocol", "TransportGuard", "TransportLimits"]
+__all__ = ["GuardedProtocol", "TransportGuard", "TransportLimits", "cut_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +306,22 @@ class GuardedProtocol(H2Protocol):
             pass
         if close:
             self.connection.close()
+
+
+def cut_connection(server_stream: Any) -> None:
+    """Close the connection a grpclib server ``Stream`` came on: GOAWAY, then hang up.
+
+    For a caller the rate limits refused many times (``peer.rate_limit``). grpclib
+    has no public way from a handler to its connection; its ``Stream._stream`` is
+    the protocol-level stream that holds it.
+    """
+    connection = server_stream._stream.connection
+    if connection.is_closing():
+        return
+    log.info("cut a connection that kept going over its rate limit")
+    try:
+        connection._connection.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+        connection.flush()
+    except ProtocolError:
+        pass
+    connection.close()

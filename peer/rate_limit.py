@@ -9,13 +9,16 @@ transport guard (``peer.h2_guard``) caps connections per address, which bounds
 what opening more connections buys.
 
 A caller over its rate is first **slowed** (the request waits for its tokens, as
-grpclib's flow control would make a sender wait), then **cut**: a request that
-would wait longer than ``max_wait`` is refused with ``RESOURCE_EXHAUSTED``. The
-waiting requests of one connection are bounded by its concurrent-stream limit.
+grpclib's flow control would make a sender wait), then **refused**: a request that
+would wait longer than ``max_wait`` gets ``RESOURCE_EXHAUSTED``. The waiting
+requests of one connection are bounded by its concurrent-stream limit. Refusing
+still costs the node a little per request, so a connection refused ``cut_after``
+times is **cut** (GOAWAY, then closed); it must reconnect, at the cost of a new
+handshake, within the per-address connection cap.
 
 Defaults, per connection (README, Limits):
 
-- ``PlaceBid``: 500/s, burst 1000. The benchmark's busiest honest bidder node
+- ``PlaceBid``: 500/s, burst 500. The benchmark's busiest honest bidder node
   sends ~300 bids/s (64 bidders behind one node), so honest load is never slowed;
   a flooder gets at most that much of a seller that accepts ~600 bids/s in all.
   0x Mesh allows 100 messages/s with a burst of 500 per peer, but one of its peers
@@ -50,28 +53,39 @@ caller: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("caller", de
 @dataclass(frozen=True)
 class RateLimits:
     bid_rate: float = 500.0
-    bid_burst: float = 1000.0
+    bid_burst: float = 500.0
     sync_rate: float = 10.0
     sync_burst: float = 20.0
     push_event_rate: float = 2000.0
     push_event_burst: float = 10_000.0
     #: Longer than this behind its rate, a request is refused instead of delayed.
     max_wait: float = 2.0
+    #: Refusals after which a connection is closed.
+    cut_after: int = 100
     #: Buckets kept (one per connection and kind); the least recently used go first.
     max_buckets: int = 4096
+
+
+class RateLimited(GRPCError):
+    """``RESOURCE_EXHAUSTED`` for a caller over its rate; ``cut``: close its connection."""
+
+    def __init__(self, message: str, *, cut: bool) -> None:
+        super().__init__(Status.RESOURCE_EXHAUSTED, message)
+        self.cut = cut
 
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up. Tokens may go negative:
     a caller that reserved ahead waits until the bucket is back to zero."""
 
-    __slots__ = ("burst", "rate", "stamp", "tokens")
+    __slots__ = ("burst", "rate", "refusals", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
         self.stamp = now
+        self.refusals = 0
 
     def reserve(self, cost: float, now: float, max_wait: float) -> float | None:
         """Take ``cost`` tokens; returns how long to wait for them, or None (and takes
@@ -119,23 +133,28 @@ class PeerRateLimiter:
         wait = bucket.reserve(cost, now, self.limits.max_wait)
         if wait is None:
             self.refused += 1
+            bucket.refusals += 1
         elif wait > 0:
             self.slowed += 1
         return wait
+
+    def should_cut(self, kind: str, key: str) -> bool:
+        bucket = self._buckets.get((kind, key))
+        return bucket is not None and bucket.refusals >= self.limits.cut_after
 
     async def acquire(self, kind: str, cost: float = 1.0, key: str | None = None) -> None:
         """Wait for ``cost`` tokens of ``kind`` for the current caller (asyncio side).
 
         Raises:
-            GRPCError: ``RESOURCE_EXHAUSTED`` when the caller is too far over its rate.
+            RateLimited: the caller is too far over its rate (``RESOURCE_EXHAUSTED``).
         """
         who = caller.get() if key is None else key
         if not who:
             return  # not a network call (tests calling handlers directly)
         wait = self.reserve(kind, who, cost)
         if wait is None:
-            raise GRPCError(Status.RESOURCE_EXHAUSTED,
-                            f"rate limit: too many {kind} requests from this connection")
+            raise RateLimited(f"rate limit: too many {kind} requests from this connection",
+                              cut=self.should_cut(kind, who))
         if wait > 0:
             await asyncio.sleep(wait)
 

@@ -8,6 +8,7 @@ becomes ``INVALID_ARGUMENT``, so no traceback ever crosses the wire.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
@@ -45,7 +46,8 @@ from peer.gen.auction.v1 import (
     SyncRequest,
     WatchRequest,
 )
-from peer.rate_limit import PeerRateLimiter, caller, caller_key
+from peer.h2_guard import cut_connection
+from peer.rate_limit import PeerRateLimiter, RateLimited, caller, caller_key
 
 __all__ = ["BadInput", "ControlService", "PeerService", "StorageUnavailable"]
 
@@ -223,7 +225,13 @@ def _with_caller(func: Callable[[Any], Coroutine[Any, Any, None]]
     async def handle(stream: Any) -> None:
         # grpclib runs each request in its own asyncio task: the context is its own.
         caller.set(caller_key(stream.peer))
-        await func(stream)
+        try:
+            await func(stream)
+        except RateLimited as exc:
+            if exc.cut:
+                # After this refusal is on its way: a flooder that ignores refusals.
+                asyncio.get_running_loop().call_soon(cut_connection, stream)
+            raise
 
     return handle
 

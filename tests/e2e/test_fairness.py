@@ -13,6 +13,7 @@ import pytest
 from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
+from grpclib.exceptions import StreamTerminatedError
 
 from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
@@ -32,15 +33,17 @@ def one_grape() -> Iterator[str]:
         yield grapes[0].url
 
 
-async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int]:
-    """Bid from one connection, 60 at a time, until ``stop``; (answered, refused)."""
+async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int, int]:
+    """Bid over one channel, 60 at a time, until ``stop``; (answered, refused, cut).
+
+    A cut connection is replaced by grpclib with a new one on the next call."""
     mallory = Identity.generate("Mallory")
     too_low = make_signed_bid(mallory, key, "1", "USDt", 1, 1)  # costs a signature check
     channel = Channel("127.0.0.1", port, codec=LimitedCodec())
-    answered = refused = 0
+    answered = refused = cut = 0
 
     async def worker() -> None:
-        nonlocal answered, refused
+        nonlocal answered, refused, cut
         while time.monotonic() < stop:
             try:
                 await PeerStub(channel).place_bid(too_low, timeout=10)
@@ -48,12 +51,14 @@ async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int]:
             except GRPCError as exc:
                 assert exc.status == Status.RESOURCE_EXHAUSTED, exc
                 refused += 1
+            except (StreamTerminatedError, ConnectionError):
+                cut += 1
 
     try:
         await asyncio.gather(*(worker() for _ in range(60)))
     finally:
         channel.close()
-    return answered, refused
+    return answered, refused, cut
 
 
 async def _honest(port: int, key: AuctionKey, stop: float) -> list[float]:
@@ -85,18 +90,20 @@ def test_a_flooding_peer_is_slowed_and_cut_while_honest_bids_go_through(
         assert seller.cli("open", "Pic#1", "75").code == 0
         key = AuctionKey(bytes.fromhex(seller.ready["node_id"]), 1)
 
-        async def main() -> tuple[tuple[int, int], list[float]]:
+        async def main() -> tuple[tuple[int, int, int], list[float]]:
             stop = time.monotonic() + FLOOD_SECONDS
             flood, honest = await asyncio.gather(_flood(port, key, stop),
                                                  _honest(port, key, stop))
             return flood, honest
 
-        (answered, refused), latencies = asyncio.run(main())
+        (answered, refused, cut), latencies = asyncio.run(main())
 
-    # The flooder got its burst and its rate, no more (plus what was already waiting
-    # when the flood stopped), and the rest was refused.
-    assert answered <= RATE + RATE * (FLOOD_SECONDS + 2.5), answered
-    assert refused > 0, (answered, refused)
+    # The flooder got its rate and a burst per connection, no more (plus what was
+    # already waiting when the flood stopped); the rest was refused, and after 100
+    # refusals its connection was cut.
+    connections = 1 + cut  # a cut fails at least one call in flight
+    assert answered <= RATE * connections + RATE * (FLOOD_SECONDS + 2.5), (answered, cut)
+    assert refused >= 100 and cut > 0, (answered, refused, cut)
     # Every honest bid was accepted, none waited behind the flood.
     assert len(latencies) >= FLOOD_SECONDS
     assert max(latencies) < 2.0, latencies
