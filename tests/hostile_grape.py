@@ -9,6 +9,10 @@ Modes (``HostileGrape.mode``, changeable while it runs):
   time (what a grape listing junk announcements would answer);
 - ``"honest"``: ``[]`` to every request.
 
+Announces are answered ``1`` (one node stored it) in every mode but the three
+broken ones, so a node using this grape keeps going. ``python -m tests.hostile_grape
+MODE`` serves one on a free port and prints the port.
+
 It counts what it managed to send, so a test can tell how much a client read.
 """
 
@@ -33,6 +37,7 @@ class HostileGrape:
     port: int = 0
     bytes_sent: int = 0
     requests: int = 0
+    lookups: int = 0
     _next_address: int = 0
     _listeners: list[trio.SocketListener] = field(default_factory=list)
 
@@ -49,6 +54,7 @@ class HostileGrape:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
+        target = ""
         try:
             while True:
                 event = conn.next_event()
@@ -58,9 +64,12 @@ class HostileGrape:
                         return
                     conn.receive_data(data)
                     continue
+                if isinstance(event, h11.Request):
+                    target = event.target.decode("latin-1")
                 if isinstance(event, h11.EndOfMessage):
                     self.requests += 1
-                    await self._answer(conn, stream)
+                    self.lookups += target.endswith("/lookup")
+                    await self._answer(conn, stream, target)
                     return  # one request per connection keeps the fake simple
                 if isinstance(event, h11.ConnectionClosed):
                     return
@@ -73,7 +82,8 @@ class HostileGrape:
         await stream.send_all(data)
         self.bytes_sent += len(data)
 
-    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream,
+                      target: str) -> None:
         if self.mode == "huge":
             await self._send(stream, conn.send(h11.Response(
                 status_code=200, headers=[("content-length", str(100 * 1024 * 1024))])))
@@ -84,7 +94,9 @@ class HostileGrape:
                 status_code=200, headers=[("transfer-encoding", "chunked")])))
             while True:
                 await self._send(stream, conn.send(h11.Data(data=_CHUNK)))
-        if self.mode == "addresses":
+        if self.mode == "addresses" and not target.endswith("/lookup"):
+            body = b"1"
+        elif self.mode == "addresses":
             first = self._next_address
             self._next_address += self.per_lookup
             # Loopback addresses (all of 127/8) on a closed port: probes are refused
@@ -104,3 +116,19 @@ class HostileGrape:
         else:
             await self._send(stream, conn.send(h11.Data(data=body)))
         await self._send(stream, conn.send(h11.EndOfMessage()))
+
+
+def main() -> None:
+    import sys
+
+    async def serve() -> None:
+        grape = HostileGrape(sys.argv[1])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(grape.serve)
+            print(grape.port, flush=True)
+
+    trio.run(serve)
+
+
+if __name__ == "__main__":
+    main()
