@@ -29,7 +29,12 @@ def check_types(message: betterproto2.Message, path: str = "") -> None:
     for name, field in meta.meta_by_field_name.items():
         value = getattr(message, name, None)
         if value is None:
-            continue  # an unset optional or oneof member
+            # Unset: fine for a message, an optional or a oneof member; betterproto2
+            # also leaves None behind for a wire type it skips (a group), which a
+            # plain scalar never is.
+            if field.proto_type == "message" or field.optional or field.group:
+                continue
+            raise ValueError(f"field {path}{name}: expected {field.proto_type}, got nothing")
         where = f"{path}{name}"
         if field.map_meta is not None or field.proto_type == "map":
             if not isinstance(value, dict):

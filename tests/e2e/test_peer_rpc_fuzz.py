@@ -120,7 +120,8 @@ type_confused = st.lists(_field, min_size=1, max_size=6).map(b"".join)
 
 @pytest.mark.parametrize("rpc", sorted(RPCS))
 @pytest.mark.parametrize("body", [b"\x08\x01", b"\x10\x01", b"\x0a\x01\x08",
-                                  b"\x12\x02\x08\x01", b"\x0a\x02\x08\x01"])
+                                  b"\x12\x02\x08\x01", b"\x0a\x02\x08\x01",
+                                  b"\x13"])
 def test_known_type_confusions_are_invalid_argument(
         peer: tuple[NodeProc, RawPeer], rpc: str, body: bytes) -> None:
     _, raw = peer

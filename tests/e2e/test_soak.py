@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from grpclib import GRPCError
 from grpclib.client import Channel
+from grpclib.exceptions import StreamTerminatedError
 
 from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
@@ -61,13 +62,18 @@ class Soak:
         self.peak_rss = 0
         self.huge_refused = 0
         self.huge_sent = 0
-        self.flood = {"bids": 0, "syncs": 0, "refused": 0, "timed out": 0}
+        self.huge_errors = 0
+        self.flood = {"bids": 0, "syncs": 0, "refused": 0, "timed out": 0, "cut": 0}
         self.honest_latencies: list[float] = []
         self.status_latencies: list[float] = []
 
     def declare_huge_forever(self) -> None:
         while time.monotonic() < self.stop:
-            result = declare_huge(self.port, max_send=64 * MiB, timeout=10)
+            try:
+                result = declare_huge(self.port, max_send=64 * MiB, timeout=10)
+            except OSError:  # reset by the node (connection caps): try again
+                self.huge_errors += 1
+                continue
             self.huge_sent += result.sent
             self.huge_refused += result.grpc_status == "8"
 
@@ -102,6 +108,8 @@ class Soak:
                 self.flood["refused"] += 1
             except TimeoutError:  # an overloaded seller may leave a flooder waiting
                 self.flood["timed out"] += 1
+            except (StreamTerminatedError, ConnectionError):  # cut after many refusals
+                self.flood["cut"] += 1
 
     async def honest_bids(self) -> None:
         alice = Identity.generate("Alice")
