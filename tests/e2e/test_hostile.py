@@ -14,10 +14,15 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
 
+from peer import paths
 from peer.auctions import AuctionKey
 from peer.gen.auction.v1 import (
     Event,
+    Goodbye,
+    Head,
+    HelloReply,
     HelloRequest,
+    LeaveRequest,
     Open,
     PeerStub,
     PlaceBidReply,
@@ -28,6 +33,7 @@ from peer.gen.auction.v1 import (
     SyncRequest,
 )
 from peer.identity import Identity
+from peer.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
 from peer.signed_events import make_signed_bid
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
@@ -145,3 +151,72 @@ def test_sync_with_unknown_heads_streams_everything(tmp_path: Path, one_grape: s
 
         events = asyncio.run(pull())
         assert [Event.parse(e.event).seq for e in events] == [1, 2, 3]
+
+
+def _error_of(port: int, request: object, method: str) -> GRPCError:
+    with pytest.raises(GRPCError) as info:
+        if method == "sync":
+            async def pull() -> None:
+                channel = Channel("127.0.0.1", port)
+                try:
+                    async for _ in PeerStub(channel).sync(request, timeout=10):
+                        pass
+                finally:
+                    channel.close()
+
+            asyncio.run(pull())
+        else:
+            _grpc(port, request, method)
+    return info.value
+
+
+def test_oversized_head_lists_and_push_batches_are_refused_by_count(
+        tmp_path: Path, one_grape: str) -> None:
+    with nodes(tmp_path, [one_grape], ["Client#1"]) as (node,):
+        port = int(node.ready["port"])
+        # MAX_HEADS: a Hello or Sync naming more authors than that is refused unread;
+        # exactly that many is answered.
+        too_many = [Head(author=b"", seq=1)] * (MAX_HEADS + 1)
+        for method, request in (("hello", HelloRequest(heads=too_many)),
+                                ("sync", SyncRequest(heads=too_many))):
+            error = _error_of(port, request, method)
+            assert (error.status, error.message) == (Status.INVALID_ARGUMENT, "too many heads")
+        hello = _grpc(port, HelloRequest(heads=too_many[:MAX_HEADS]), "hello")
+        assert isinstance(hello, HelloReply) and hello.name == "Client#1"
+
+        # MAX_EVENTS_PER_PUSH, on both push methods.
+        batch = PushRequest(sender=b"x", events=[SignedEvent(event=b"e")] * (
+            MAX_EVENTS_PER_PUSH + 1))
+        for method, request in (("push", batch), ("push_stream", [batch])):
+            error = _error_of(port, request, method)
+            assert error.status == Status.INVALID_ARGUMENT
+            assert error.message == f"at most {MAX_EVENTS_PER_PUSH} events per push"
+        status = node.cli("status", "--json")
+        assert status.code == 0 and status.json()["events"] == 0
+
+
+def test_a_forged_or_garbled_leave_changes_nothing_and_a_signed_one_is_heard(
+        tmp_path: Path, one_grape: str) -> None:
+    with nodes(tmp_path, [one_grape], ["Client#1", "Client#2"]) as (c1, c2):
+        c2.wait_peers(1)
+        port = int(c2.ready["port"])
+        c1_id = bytes.fromhex(c1.ready["node_id"])
+        goodbye = bytes(Goodbye(node_id=c1_id, time_ms=1))
+        mallory = Identity.generate("Mallory")
+        for bad in (LeaveRequest(goodbye=goodbye, signature=mallory.sign(goodbye)),
+                    LeaveRequest(goodbye=goodbye, signature=b""),
+                    LeaveRequest(goodbye=b"\xff\xfe not a goodbye", signature=bytes(64))):
+            error = _error_of(port, bad, "leave")
+            assert error.status == Status.INVALID_ARGUMENT
+        # The refusal came after the decision: Client#1 is still up on Client#2.
+        peers = c2.cli("status", "--json").json()["peers"]
+        assert [(p["name"], p["up"]) for p in peers] == [("Client#1", True)]
+        assert not [r for r in c2.lines if r.get("event") == "peer_down"]
+
+        # Client#1's own goodbye, signed with its key, is heard at once.
+        key = Identity.load_or_create(paths.key_path(c1.data_dir), "Client#1")
+        assert key.node_id == c1_id
+        _grpc(port, LeaveRequest(goodbye=goodbye, signature=key.sign(goodbye)), "leave")
+        down = c2.wait_for(lambda r: r.get("event") == "peer_down", what="peer_down")
+        assert (down["peer"], down["reason"]) == ("Client#1", "left")
+        assert not any("Traceback" in line for line in c2.stderr_lines)

@@ -133,6 +133,33 @@ def test_a_row_whose_blob_became_another_type_is_unreadable(tmp_path: Path) -> N
         assert [r.seq for r in store.range(bytes([0]) * 32, 0, 10)] == [1]
 
 
+def _edit_schema(path: Path, old: str, new: str) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE name = 'events'",
+                     (old, new))
+
+
+def test_a_file_that_fails_the_integrity_check_is_refused_with_its_findings(
+        tmp_path: Path) -> None:
+    # Structurally readable, but a row breaks the table's own rules: a NULL in a
+    # NOT NULL column (written while the schema was edited to allow it). SQLite opens
+    # it happily; only PRAGMA quick_check reports it.
+    path = tmp_path / "events.sqlite3"
+    _good_store(path, events=3)
+    _edit_schema(path, "data BLOB NOT NULL", "data BLOB")
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE events SET data = NULL WHERE seq = 2")
+    _edit_schema(path, "data BLOB,", "data BLOB NOT NULL,")
+    bad = path.read_bytes()
+    with pytest.raises(StoreCorrupt) as info:
+        EventStore.open(path)
+    assert str(info.value) == (f"{path}: the integrity check failed: NULL value in"
+                               f" events.data")
+    assert path.read_bytes() == bad
+    assert [p.name for p in tmp_path.iterdir()] == ["events.sqlite3"]
+
+
 def test_another_programs_sqlite_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     with closing(sqlite3.connect(path)) as conn, conn:
