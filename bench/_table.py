@@ -9,8 +9,9 @@ from typing import Any
 
 # Leaves whose key mentions one of these are headline figures; the rest (sample
 # counts, windows, raw lists) stay in the JSON file.
-_HEADLINE = ("ratio", "per_s", "rps", "p50", "p99", "max_ms", "goal", "rss", "_s", "seconds")
-_SKIP = ("window_s", "generate_s", "latency_p50", "drain_s")
+_HEADLINE = ("ratio", "per_s", "rps", "p50", "p99", "max_ms", "goal", "rss", "_s", "seconds",
+             "incomplete")
+_SKIP = ("window_s", "generate_s", "latency_p50")
 
 
 def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
