@@ -31,8 +31,13 @@ $(DEV_STAMP): requirements-dev.lock pyproject.toml
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m peer demo
 
+# The suite under coverage (configured in pyproject.toml, subprocesses included):
+# prints the summary and fails below [tool.coverage.report] fail_under.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m coverage run -m pytest
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -73,4 +78,5 @@ lock: $(DEV_STAMP)
 	rm -rf $(LOCK_VENV)
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache \
+		.coverage .coverage.*
