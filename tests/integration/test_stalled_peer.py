@@ -26,7 +26,7 @@ from peer.mesh import UP, Mesh, PeerLink
 from peer.node import Node
 from peer.output import Output
 from tests.e2e.harness import NodeProc
-from tests.support import wait_mesh
+from tests.support import wait_mesh, wait_until
 
 
 def _node(tmp_path: Path, name: str, grape_url: str) -> Node:
@@ -125,8 +125,12 @@ async def test_a_stalled_peer_holds_up_no_one_and_anti_entropy_heals_it(
             # reveals the gap, so only its anti-entropy can bring it.
             await trio.to_thread.run_sync(
                 lambda: stalled.wait_event("opened", "Seller->C", timeout=30))
-            assert any("anti-entropy:" in line and "new event" in line
-                       for line in stalled.stderr_lines), stalled.stderr_lines
+            # The log line comes after the pull that printed C (and on stderr, read by
+            # another thread than stdout's).
+            await trio.to_thread.run_sync(lambda: wait_until(
+                lambda: any("anti-entropy:" in line and "new event" in line
+                            for line in stalled.stderr_lines),
+                what="the stalled node's anti-entropy log line"))
             status = await trio.to_thread.run_sync(lambda: stalled.cli("status", "--json"))
             assert status.code == 0 and status.json()["events"] == 3
         finally:
