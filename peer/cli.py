@@ -52,6 +52,8 @@ from peer.names import NameCollision, resolve_data_dir
 from peer.render import (
     auction_json,
     auction_lines,
+    bid_json,
+    bid_lines,
     list_lines,
     notification_json,
     short_auction_ids,
@@ -59,6 +61,7 @@ from peer.render import (
     status_lines,
 )
 from peer.rules import Rejection, check_name, parse_amount
+from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 
 EXIT_OK = exit_codes.OK
 EXIT_REFUSED = exit_codes.REFUSED
@@ -185,8 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include closed auctions")
     _add_target(p)
 
-    p = sub.add_parser("show", help="one auction: state, start price, bids, winner")
+    p = sub.add_parser("show", help="one auction: state, start price, bids, winner",
+                       description="One auction: its state, start price, best bid or "
+                                   "winner, how many bids it has and a page of them, "
+                                   f"newest first ({DEFAULT_BID_PAGE} unless --limit says).")
     p.add_argument("auction", help=_AUCTION_HELP)
+    p.add_argument("--limit", type=_page_size, default=0, metavar="N",
+                   help=f"show at most N bids (default {DEFAULT_BID_PAGE}, at most "
+                        f"{MAX_BID_PAGE})")
+    p.add_argument("--offset", type=_offset, default=0, metavar="K",
+                   help="skip the K newest bids (with --oldest-first: the K oldest)")
+    p.add_argument("--oldest-first", action="store_true",
+                   help="page from the first bid on, oldest first")
     _add_target(p)
 
     p = sub.add_parser("watch", help="print notifications as they happen (Ctrl-C stops)")
@@ -206,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
                            "grape are left alone; auction on the embedded grapes)")
     _add_verbosity(demo)
     return parser
+
+
+def _page_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_BID_PAGE:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_BID_PAGE}, not {value}")
+    return value
+
+
+def _offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _socket(args: argparse.Namespace) -> Path:
@@ -266,10 +299,18 @@ def _auction_command(args: argparse.Namespace,
         # CLI catches before asking.
         return EXIT_REFUSED
     assert reply.auction is not None
+    if reply.accepted_bid is not None:  # a bid: the accepted bid and a summary
+        if args.json:
+            _print_json({**auction_json(reply.auction),
+                         "accepted": bid_json(reply.accepted_bid)})
+        else:
+            print("\n".join(bid_lines(reply.accepted_bid, reply.auction)))
+        return EXIT_OK
+    newest_first = not getattr(args, "oldest_first", False)
     if args.json:
-        _print_json(auction_json(reply.auction, with_bids=True))
+        _print_json(auction_json(reply.auction, with_bids=True, newest_first=newest_first))
     else:
-        print("\n".join(auction_lines(reply.auction)))
+        print("\n".join(auction_lines(reply.auction, newest_first=newest_first)))
     return EXIT_OK
 
 
@@ -288,7 +329,8 @@ def _run_control(args: argparse.Namespace) -> int:
         close = CloseRequest(auction=_check_auction(args.auction))
         return _auction_command(args, lambda s: s.close(close, timeout=timeout))
     if cmd == "show":
-        show = ShowRequest(auction=_check_auction(args.auction))
+        show = ShowRequest(auction=_check_auction(args.auction), limit=args.limit,
+                           offset=args.offset, oldest_first=args.oldest_first)
         return _auction_command(args, lambda s: s.show(show, timeout=timeout))
     if cmd == "list":
         # Every auction, closed ones too, so that each short id shown is unique
@@ -298,8 +340,7 @@ def _run_control(args: argparse.Namespace) -> int:
         shown = [v for v in everything if args.all or v.state != AuctionState.CLOSED]
         ids = short_auction_ids(everything)
         if args.json:
-            _print_json([auction_json(v, with_bids=True) | {"short_id": ids[v.id]}
-                         for v in shown])
+            _print_json([auction_json(v) | {"short_id": ids[v.id]} for v in shown])
         else:
             print("\n".join(list_lines(shown, ids)))
         return EXIT_OK

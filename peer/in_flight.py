@@ -141,10 +141,11 @@ class InFlight:
                 bids = auction.bids[:len(auction.bids) - found.bids]
                 ends_ms = auction.ends_ms
                 if found.bids and auction.terms.extend_ms:
-                    # As Ledger.undo: the end is the latest one the remaining bids set.
+                    # As Ledger.undo: the end is the latest one the remaining bids set;
+                    # an auction's Accepts are stamped in order, so the last one's.
                     window = auction.terms.extend_ms
-                    ends_ms = max([auction.terms.ends_at_ms,
-                                   *(b.time_ms + window for b in bids)])
+                    ends_ms = max(auction.terms.ends_at_ms,
+                                  bids[-1].time_ms + window if bids else 0)
                 if found.closed:
                     durable.append(replace(auction, bids=bids, ends_ms=ends_ms, closed=False,
                                            closed_ms=None))

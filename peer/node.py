@@ -38,6 +38,7 @@ from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
     Accept,
     BidRequest,
+    BidView,
     Close,
     CloseRequest,
     ControlReply,
@@ -80,14 +81,14 @@ from peer.output import Output
 from peer.progress import SyncProgress, expected_events
 from peer.rate_limit import PeerRateLimiter
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
-from peer.rules import Rejection
+from peer.rules import Rejection, format_amount, parse_amount
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
-from peer.signed_events import DecodedEvent, make_signed_bid, sign_event
+from peer.signed_events import DecodedEvent, decode_signed, make_signed_bid, sign_event
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
 from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
-from peer.views import auction_view
+from peer.views import auction_view, bid_page, summary_view
 from peer.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
@@ -809,6 +810,7 @@ class Node:
                     RejectCode.STORAGE_UNAVAILABLE,
                     f"the seller accepted the bid, but {exc}; `show` on another node"
                     f" shows it"))
+            return self._bid_reply(key, reply.accepted, request.amount, auction.currency)
         return self._view_reply(key)
 
     async def control_close(self, request: CloseRequest) -> ControlReply:
@@ -828,13 +830,14 @@ class Node:
     async def control_list(self, request: ListRequest) -> ListReply:
         now = self.wall_clock_ms()
         auctions = self._in_flight.durable_auctions(self.ledger.auctions(request.all))
-        return ListReply(auctions=[auction_view(a, now) for a in auctions])
+        return ListReply(auctions=[summary_view(a, now) for a in auctions])
 
     async def control_show(self, request: ShowRequest) -> ControlReply:
         key = self.ledger.resolve(request.auction)
         if isinstance(key, Rejection):
             return _rejected(key)
-        return self._view_reply(key)
+        return self._view_reply(key, lambda count: bid_page(
+            count, request.limit, request.offset, request.oldest_first))
 
     async def control_status(self) -> StatusReply:
         assert self.identity is not None and self.mesh is not None
@@ -858,12 +861,34 @@ class Node:
         self._watchers.append(send)
         return receive
 
-    def _view_reply(self, key: AuctionKey) -> ControlReply:
+    def _view_reply(self, key: AuctionKey,
+                    page: Callable[[int], range] | None = None) -> ControlReply:
+        """The auction as it is on disk, with the bids ``page`` picks from its bid count
+        (None: only the best one, so the reply's size never grows with the bids)."""
         auction = self.ledger.auction(key)
         durable = self._in_flight.durable_auctions([auction]) if auction is not None else []
         if not durable:
             return _rejected(Rejection(RejectCode.AUCTION_NOT_FOUND, key.text))
-        return ControlReply(auction=auction_view(durable[0], self.wall_clock_ms()))
+        now = self.wall_clock_ms()
+        if page is None:
+            return ControlReply(auction=summary_view(durable[0], now))
+        return ControlReply(auction=auction_view(durable[0], now,
+                                                 bids=page(len(durable[0].bids))))
+
+    def _bid_reply(self, key: AuctionKey, accept: SignedEvent, amount: str,
+                   currency: str) -> ControlReply:
+        """A Bid's reply: the bid the seller accepted and the auction's summary."""
+        assert self.identity is not None
+        reply = self._view_reply(key)
+        decoded = decode_signed(accept)
+        parsed = parse_amount(amount)
+        if isinstance(decoded, DecodedEvent) and not isinstance(parsed, Rejection):
+            # The seller's check_bid_reply proved the Accept holds our bid as sent.
+            reply.accepted_bid = BidView(bidder=self.identity.node_id,
+                                         bidder_name=self.identity.name,
+                                         amount=format_amount(parsed), currency=currency,
+                                         time_ms=decoded.fields.time_ms)
+        return reply
 
 
 def _endpoint_text(address: object) -> str:

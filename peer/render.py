@@ -24,6 +24,10 @@ __all__ = [
     "auction_json",
     "auction_label",
     "auction_lines",
+    "best_bid",
+    "bid_count",
+    "bid_json",
+    "bid_lines",
     "list_lines",
     "notification_json",
     "short_auction_ids",
@@ -55,14 +59,30 @@ def _state(view: AuctionView) -> str:
     return "closed" if view.state == AuctionState.CLOSED else "open"
 
 
-def _bid_json(bid: BidView) -> dict[str, Any]:
+def bid_json(bid: BidView) -> dict[str, Any]:
+    """One bid as JSON."""
     return {"bidder": bid.bidder_name, "bidder_id": bid.bidder.hex(),
             "amount": bid.amount, "currency": bid.currency, "time_ms": bid.time_ms}
 
 
-def auction_json(view: AuctionView, *, with_bids: bool = False) -> dict[str, Any]:
-    """The JSON object for one auction; ``with_bids`` adds every accepted bid."""
-    best = view.bids[-1] if view.bids else None
+def best_bid(view: AuctionView) -> BidView | None:
+    """The best bid; an older node's views have no ``best``, but every bid, the best last."""
+    if view.best is not None:
+        return view.best
+    return view.bids[-1] if view.bids and not view.bid_count else None
+
+
+def bid_count(view: AuctionView) -> int:
+    """How many bids the auction has accepted (an older node's views hold every one)."""
+    return max(int(view.bid_count), int(view.first_bid_index) + len(view.bids))
+
+
+def auction_json(view: AuctionView, *, with_bids: bool = False,
+                 newest_first: bool = True) -> dict[str, Any]:
+    """The JSON object for one auction; ``with_bids`` adds the bids the view carries
+    (newest first unless ``newest_first`` is False), ``bids_from`` the index (0-based,
+    oldest first) of the oldest of them."""
+    best = best_bid(view)
     out: dict[str, Any] = {
         "id": view.id,
         "seller": view.seller_name,
@@ -73,34 +93,59 @@ def auction_json(view: AuctionView, *, with_bids: bool = False) -> dict[str, Any
         "currency": view.currency,
         "state": _state(view),
         # `is not None`: a betterproto2 message's truth value walks all its fields.
-        "best": _bid_json(best) if best is not None else None,
+        "best": bid_json(best) if best is not None else None,
+        "bid_count": bid_count(view),
     }
     if view.state == AuctionState.CLOSED:
-        out["winner"] = _bid_json(best) if best is not None else None
+        out["winner"] = bid_json(best) if best is not None else None
     if with_bids:
-        out["bids"] = [_bid_json(b) for b in view.bids]
+        bids = view.bids[::-1] if newest_first else view.bids
+        out["bids"] = [bid_json(b) for b in bids]
+        out["bids_from"] = view.first_bid_index
     return out
 
 
-def auction_lines(view: AuctionView) -> list[str]:
-    """`show`: the auction, its state, every accepted bid, the best bid or winner."""
+def auction_lines(view: AuctionView, *, newest_first: bool = True) -> list[str]:
+    """`show`: the auction, its state, the bids the view carries (a page: says which
+    of how many), the best bid or winner."""
     lines = [
         f"{auction_label(view)}  ({view.id})",
         f"  state:       {_state(view)}",
         f"  start price: {view.start_amount} {view.currency}",
     ]
+    count = bid_count(view)
     if view.bids:
-        lines.append(f"  bids ({len(view.bids)}):")
-        lines += [f"    {b.bidder_name} {b.amount} {b.currency}" for b in view.bids]
+        if len(view.bids) == count:
+            lines.append(f"  bids ({count}, {'newest' if newest_first else 'oldest'} first):")
+        else:
+            first = view.first_bid_index + 1
+            last = view.first_bid_index + len(view.bids)
+            lines.append(f"  bids #{first}-#{last} of {count}, "
+                         f"{'newest' if newest_first else 'oldest'} first (#1 is the oldest):")
+        bids = view.bids[::-1] if newest_first else view.bids
+        lines += [f"    {b.bidder_name} {b.amount} {b.currency}" for b in bids]
+    elif count:
+        lines.append(f"  bids:        {count}, none on this page")
     else:
         lines.append("  bids:        none")
-    best = view.bids[-1] if view.bids else None
+    best = best_bid(view)
     if view.state == AuctionState.CLOSED:
         lines.append(f"  winner:      {best.bidder_name} -> {best.amount} {best.currency}"
                      if best is not None else "  winner:      none (closed with no bids)")
     elif best is not None:
         lines.append(f"  best bid:    {best.amount} {best.currency} by {best.bidder_name}")
     return lines
+
+
+def bid_lines(accepted: BidView, view: AuctionView) -> list[str]:
+    """`bid`: the accepted bid, then the auction's summary (not its bids)."""
+    best = best_bid(view)
+    lines = [f"accepted: {accepted.bidder_name} {accepted.amount} {accepted.currency} on "
+             f"{auction_label(view)}  ({view.id})"]
+    summary = f"  {_state(view)}, {bid_count(view)} bid(s)"
+    if best is not None and best != accepted:
+        summary += f", best now {best.amount} {best.currency} by {best.bidder_name}"
+    return [*lines, summary]
 
 
 def short_auction_ids(views: list[AuctionView]) -> dict[str, str]:
@@ -124,7 +169,7 @@ def list_lines(views: list[AuctionView], ids: dict[str, str] | None = None) -> l
     ids = ids if ids is not None else short_auction_ids(views)
     lines = []
     for v in views:
-        best = v.bids[-1] if v.bids else None
+        best = best_bid(v)
         lead = "winner" if v.state == AuctionState.CLOSED else "best"
         price = (f"{lead} {best.bidder_name} -> {best.amount} {best.currency}" if best
                  else f"start {v.start_amount} {v.currency}, no bids")

@@ -11,7 +11,7 @@ WINNER = "Client#2 -> 80 USDt"
 
 
 def _show(node: NodeProc, ref: str) -> dict[str, object]:
-    r = node.cli("show", ref, "--json")
+    r = node.cli("show", ref, "--json", "--oldest-first")
     assert r.code == 0, r
     data: dict[str, object] = json.loads(r.stdout)
     return data

@@ -138,7 +138,7 @@ def _events_on_disk(db: Path) -> dict[tuple[bytes, int], bytes]:
 
 
 def _shown_bids(node: NodeProc) -> list[tuple[str, str]] | None:
-    shown = node.cli("show", LABEL, "--json")
+    shown = node.cli("show", LABEL, "--json", "--oldest-first", "--limit", "1000")
     if shown.code != 0:
         return None
     return [(b["bidder"], b["amount"]) for b in shown.json()["bids"]]

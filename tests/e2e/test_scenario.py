@@ -57,7 +57,7 @@ def test_reference_scenario(tmp_path: Path, grape_urls: list[str]) -> None:
 
         # Every node shows the same closed auction: each bid, in order, and the winner.
         for n in everyone:
-            shown = n.cli("show", "Client#1->Pic#1", "--json")
+            shown = n.cli("show", "Client#1->Pic#1", "--json", "--oldest-first")
             assert shown.code == 0, shown
             auction = shown.json()
             assert (auction["label"], auction["state"], auction["start_amount"],

@@ -101,7 +101,8 @@ def test_a_full_disk_refuses_bids_with_the_reason_and_takes_them_again_once_free
             opened = seller.cli("open", "Pic#2", "1")
             assert _refused_for_storage(opened) and "full" in opened.stderr, opened
             # Reads go on: what was acknowledged is shown, nothing refused is.
-            shown = seller.cli("show", "Client#1->Pic#1", "--json")
+            shown = seller.cli("show", "Client#1->Pic#1", "--json", "--oldest-first",
+                               "--limit", "1000")
             assert shown.code == 0, shown
             assert [b["amount"] for b in shown.json()["bids"]] == [str(a) for a in accepted]
 
@@ -123,7 +124,8 @@ def test_a_full_disk_refuses_bids_with_the_reason_and_takes_them_again_once_free
         assert all(s == list(range(1, len(s) + 1)) for s in seqs.values()), seqs
         seller.start()
         try:
-            shown = seller.cli("show", "Client#1->Pic#1", "--json")
+            shown = seller.cli("show", "Client#1->Pic#1", "--json", "--oldest-first",
+                               "--limit", "1000")
             assert [b["amount"] for b in shown.json()["bids"]] == [str(a) for a in accepted]
         finally:
             seller.stop()

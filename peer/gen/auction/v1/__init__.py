@@ -332,7 +332,10 @@ class AuctionView(betterproto2.Message):
 
     bids: "list[BidView]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
     """
-    accepted, in order
+    Accepted bids, oldest first: a window of them, bids[0] being accepted bid number
+    first_bid_index (0-based). `show` sends the page asked for; every other view (bid,
+    open and close replies, list, watch) only the newest (best) bid. Older nodes send
+    every bid and leave bid_count and first_bid_index 0.
     """
 
     opened_ms: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
@@ -372,6 +375,21 @@ class AuctionView(betterproto2.Message):
     close_reason: "CloseReason" = betterproto2.field(
         17, betterproto2.TYPE_ENUM, default_factory=lambda: CloseReason(0)
     )
+
+    bid_count: "int" = betterproto2.field(30, betterproto2.TYPE_INT64)
+    """
+    how many bids the auction has accepted in all
+    """
+
+    first_bid_index: "int" = betterproto2.field(31, betterproto2.TYPE_INT64)
+    """
+    the index of bids[0] among them
+    """
+
+    best: "BidView | None" = betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    the best (newest) bid, whichever bids are sent; unset: none
+    """
 
 
 default_message_pool.register_message("auction.v1", "AuctionView", AuctionView)
@@ -477,6 +495,13 @@ class ControlReply(betterproto2.Message):
     rejected: "Rejection | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True, group="outcome"
     )
+
+    accepted_bid: "BidView | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Bid: the bid the seller accepted (the auction is a summary)
+    """
 
 
 default_message_pool.register_message("auction.v1", "ControlReply", ControlReply)
@@ -895,6 +920,21 @@ default_message_pool.register_message("auction.v1", "Rejection", Rejection)
 @dataclass(eq=False, repr=False)
 class ShowRequest(betterproto2.Message):
     auction: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    limit: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    at most this many bids (0: 20; more than 1000: 1000)
+    """
+
+    offset: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    skip this many, counted from the newest (or the oldest)
+    """
+
+    oldest_first: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    count the offset from the oldest bid
+    """
 
 
 default_message_pool.register_message("auction.v1", "ShowRequest", ShowRequest)
