@@ -102,6 +102,10 @@ class InFlight:
         self._slots.clear()
         return [e for c in reversed(failed) for e in reversed(c.events)]
 
+    def commits(self) -> list[Commit]:
+        """The commits in flight now, oldest first (a copy)."""
+        return list(self._commits)
+
     def holding(self, author: bytes, seq: int) -> Commit | None:
         """The commit in flight that carries this event, if any."""
         return self._slots.get((author, seq))

@@ -518,6 +518,18 @@ class Node:
         self._storage_recovered()
         self._undo_failed()  # later commits may have failed and come back first
 
+    async def _settle_in_flight(self) -> None:
+        """Wait until every commit in flight now has come back (and failed ones are
+        undone), so that the ledger holds only what is on disk, up to what comes after."""
+        commits = self._in_flight.commits()
+        for commit in commits:
+            await commit.wait()
+        if any(commit.failed for commit in commits):
+            # Failed ones are undone once every commit in flight is back; the later
+            # ones fail too (the store refuses until then), so this is quick.
+            for commit in self._in_flight.commits():
+                await commit.wait()
+
     def _undo_failed(self) -> None:
         """Once every commit in flight is back, undo the events of the failed ones."""
         undo = self._in_flight.take_failed()
@@ -703,6 +715,12 @@ class Node:
         # accepted just before the end is never stamped at or after it.
         stamp = self._stamp()
         rejection = self.ledger.check_bid(bid, self.identity.node_id, stamp)
+        if rejection is not None and len(self._in_flight):
+            # The refusal may rest on an event whose commit can still fail (a higher
+            # bid, a close): answer only from what is on disk.
+            await self._settle_in_flight()
+            stamp = self._stamp()
+            rejection = self.ledger.check_bid(bid, self.identity.node_id, stamp)
         if rejection is None:
             try:
                 signed = (await self._author(accept=Accept(bid=bid), time_ms=stamp)).signed

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import trio
 import trio.testing
 
 from peer.config import NodeConfig
-from peer.gen.auction.v1 import OpenRequest, RejectCode, SignedEvent
+from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEvent
 from peer.identity import Identity
 from peer.node import Node
 from peer.output import Output
 from peer.rules import Rejection
-from peer.signed_events import decode_signed
+from peer.signed_events import decode_signed, make_signed_bid
 from peer.store import StoredEvent, StoreUnavailable
 
 
@@ -128,3 +129,39 @@ async def test_a_failed_commit_takes_back_its_event_and_every_later_one(
         assert store.waiting[3][0][0].seq == 2
         store.waiting[3][1].set()
     assert mesh.pushed == [1, 2]
+
+
+async def test_a_bid_is_not_refused_for_a_higher_bid_whose_commit_then_fails(
+        tmp_path: Path) -> None:
+    node, store, mesh, _ = _node(tmp_path)
+    assert node.identity is not None
+    bidder = Identity.generate("Bidder")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node.control_open, OpenRequest(item="Lot", start_amount="1",
+                                                          currency="USDt"))
+        await trio.testing.wait_all_tasks_blocked()
+        store.waiting[0][1].set()
+    key = node.ledger.auctions()[0].key
+    replies: dict[str, PlaceBidReply] = {}
+
+    async def place(amount: str, nonce: int) -> None:
+        replies[amount] = await node.on_place_bid(
+            make_signed_bid(bidder, key, amount, "USDt", nonce, 0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(place, "10", 1)
+        await trio.testing.wait_all_tasks_blocked()  # 10 is applied, its commit held
+        nursery.start_soon(place, "5", 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert "5" not in replies  # not refused for a bid that is not on disk yet
+        store.fail_seq = 2
+        store.waiting[1][1].set()  # the commit of 10 fails
+        await trio.testing.wait_all_tasks_blocked()
+        store.fail_seq = 0
+        assert len(store.waiting) == 3  # 5 is checked again, accepted, committed
+        store.waiting[2][1].set()
+    rejected = replies["10"].rejected
+    assert rejected is not None and rejected.code == RejectCode.STORAGE_UNAVAILABLE
+    assert replies["5"].accepted is not None
+    assert [b.amount for b in node.ledger.auctions()[0].bids] == [Decimal("5")]
+    assert mesh.pushed == [1, 2]  # seq 2 went to the bid of 5: the one of 10 left no trace
