@@ -96,6 +96,19 @@ def test_damaged_key_is_exit_4_and_is_kept(tmp_path: Path) -> None:
     assert (data_dir / "node.key").read_bytes() == b"not a key"
 
 
+@pytest.mark.parametrize(("flag", "present", "absent"), [
+    ("-q", " ERROR ", " INFO "), ("", " INFO ", " DEBUG "), ("-v", " DEBUG ", "\0")])
+def test_log_levels(tmp_path: Path, flag: str, present: str, absent: str) -> None:
+    with socket.socket() as taken:  # a start that fails at once still logs on the way
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _serve("--name", "A", "--data-dir", str(tmp_path / "node"), "--port",
+                        str(taken.getsockname()[1]), "--grape", "http://127.0.0.1:9",
+                        *([flag] if flag else []))
+    assert result.returncode == 5
+    assert present in result.stderr and absent not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(("args", "env", "cause"), [
     (["--grape", "notaurl"], {}, "bad --grape: grape URL must look like http://host:port"),
     ([], {"AUCTION_PEER_LOOKUP_INTERVAL": "soon"}, "AUCTION_PEER_LOOKUP_INTERVAL must be"),
