@@ -181,6 +181,7 @@ class Ledger:
     def __init__(self) -> None:
         self._logs: dict[bytes, _Log] = {}
         self._auctions: dict[AuctionKey, Auction] = {}
+        self._timed_open: set[AuctionKey] = set()  # open auctions that announced an end
         self._nonces: dict[AuctionKey, set[tuple[bytes, int]]] = {}
         self._bidder_names: dict[bytes, str] = {}
         # Every node id seen under each display name (authors and bidders): where two
@@ -262,8 +263,18 @@ class Ledger:
 
     def timed_open_auctions(self) -> list[Auction]:
         """The open auctions that announced an end, soonest current end first."""
-        found = [a for a in self._auctions.values() if not a.closed and a.ends_ms > 0]
+        found = [self._auctions[key] for key in self._timed_open]
         return sorted(found, key=lambda a: (a.ends_ms, a.key))
+
+    @property
+    def has_timed_open(self) -> bool:
+        """Whether any open auction announced an end (cheap: no list is built)."""
+        return bool(self._timed_open)
+
+    def last_stamp(self, author: bytes) -> int | None:
+        """The stamp of ``author``'s last applied event, if any."""
+        log = self._logs.get(author)
+        return log.last_time_ms if log is not None else None
 
     def auctions(self, include_closed: bool = False) -> list[Auction]:
         """The live auctions, oldest first (by open time, then id)."""
@@ -563,6 +574,8 @@ class Ledger:
             auction = Auction(key, name, body.item, body.start, body.currency, fields.time_ms,
                               terms=terms, ends_ms=terms.ends_at_ms)
             self._auctions[key] = auction
+            if terms.timed:
+                self._timed_open.add(key)
             note = Opened(f"{self._who(author, name)} opened {body.item} at "
                           f"{format_amount(body.start)}"
                           f" {body.currency}{_terms_text(auction)}", AuctionAt.of(auction))
@@ -578,6 +591,7 @@ class Ledger:
                 return rejection
             auction.closed = True
             auction.closed_ms = fields.time_ms
+            self._timed_open.discard(auction.key)
             note = Closed(auction.winner,
                           _closed_text(auction, self._label(auction), self._who),
                           AuctionAt.of(auction))

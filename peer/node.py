@@ -27,7 +27,7 @@ from grpclib.health.service import Health
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, exit_codes, paths, port_memory
 from peer.address_book import AddressLimits
-from peer.auctions import AuctionKey, best_bid_only
+from peer.auctions import Auction, AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
 from peer.bid_replies import signed_rejection
 from peer.codec import LimitedCodec
@@ -76,7 +76,7 @@ from peer.in_order import InOrder
 from peer.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
 from peer.names import record_owner
-from peer.notifications import LedgerNotification, notification_message
+from peer.notifications import LedgerNotification, ended_message, notification_message
 from peer.output import Output
 from peer.progress import SyncProgress, expected_events
 from peer.rate_limit import PeerRateLimiter
@@ -94,6 +94,11 @@ from peer.warn_once import WarnOnce
 log = logging.getLogger(__name__)
 
 WATCH_BUFFER = 256
+# After a failed automatic close (storage trouble), try again this much later.
+CLOSE_RETRY_DELAY = 1.0
+# A peer's event stamped this far ahead of our clock is logged: its auctions end by its
+# clock, so our "time left" is off by as much (README: clock skew).
+CLOCK_SKEW_WARNING_MS = 30_000
 # How long start-up waits for peers to answer Hello before syncing from those that did.
 INITIAL_PROBE_WAIT = 1.0
 # How long a stopping node waits for its servers' handlers to end (they are cancelled).
@@ -160,6 +165,11 @@ class Node:
         self._challenges = Challenges()
         self._unproven_callers = WarnOnce(log)
         self._sync_progress: SyncProgress | None = None
+        # Set whenever events are applied: an end may have moved or a timed auction opened.
+        self._deadlines_changed = trio.Event()
+        # Other sellers' auctions already announced as ended (awaiting their Close).
+        self._ended_announced: set[AuctionKey] = set()
+        self._skew_warned: set[bytes] = set()
 
     # ================================================================== lifecycle
 
@@ -189,6 +199,9 @@ class Node:
                 # The loop closes first: it waits for the Peer handlers still running (a
                 # Sync page, a Push), which use the store until then.
                 async with store, aio.open_loop() as loop:
+                    # A seller that was offline at an auction's end closes it first
+                    # thing, before its servers take any bid.
+                    await self.close_overdue()
                     await self._serve(aio.Bridge(loop), task_status)
             finally:
                 store.close()
@@ -257,6 +270,7 @@ class Node:
                         nursery.start_soon(self._discovery_loop, grape)
                         nursery.start_soon(anti_entropy, self, self.mesh,
                                            config.anti_entropy_interval, _jitter)
+                        nursery.start_soon(self.deadline_loop)
                         self._ready = True
                         info = ReadyInfo(config.name, self.identity.node_id, self.port,
                                          synced, socket_path)
@@ -472,6 +486,9 @@ class Node:
             await self._persist(applied, notes)
             if self._sync_progress is not None:
                 self._sync_progress.add(len(applied))
+            if self.ledger.has_timed_open or self._ended_announced:
+                self._deadlines_changed.set()
+                self._check_skew(applied)
             if self._ready or self._watchers:  # else nobody hears of them (initial sync)
                 for note in notes:
                     self._notify(note)
@@ -612,11 +629,92 @@ class Node:
 
     def _announce_own(self, results: list[ApplyResult]) -> None:
         """Push our own durable events to every peer and tell watchers, in seq order."""
+        if self.ledger.has_timed_open or self._ended_announced:
+            self._deadlines_changed.set()
         for result in results:
             if self.mesh is not None:
                 self.mesh.broadcast([e.signed for e in result.applied])
             for note in result.notifications:
                 self._notify(note)
+
+    # ================================================================== timed auctions
+
+    async def close_overdue(self) -> int:
+        """Close every auction of ours whose end has passed; returns how many.
+
+        Called before the node serves anything, so a seller that was offline at an end
+        closes first thing on its return; a bid that reaches it later is too late.
+        """
+        assert self.identity is not None
+        own = self.identity.node_id
+        now = self.wall_clock_ms()
+        closed = 0
+        for auction in self.ledger.timed_open_auctions():
+            if auction.seller == own and auction.has_ended(now):
+                await self._close_ended(auction)
+                log.info("%s: closed %s, which ended while this node was offline",
+                         self.config.name, auction.label)
+                closed += 1
+        return closed
+
+    async def deadline_loop(self) -> None:
+        """Close our auctions at their ends; say when other sellers' auctions end.
+
+        Sleeps until the soonest current end among open timed auctions, or until
+        events are applied (a bid may move an end, an Open may add one).
+        """
+        while True:
+            changed = self._deadlines_changed = trio.Event()
+            try:
+                due_in_ms = await self._handle_due()
+            except Exception:  # storage trouble: say so, keep the node, try again later
+                log.exception("%s: automatic close failed; retrying in %.0f s",
+                              self.config.name, CLOSE_RETRY_DELAY)
+                due_in_ms = int(CLOSE_RETRY_DELAY * 1000)
+            if due_in_ms is None:
+                await changed.wait()
+            else:
+                with trio.move_on_after(due_in_ms / 1000):
+                    await changed.wait()
+
+    async def _handle_due(self) -> int | None:
+        """Act on every auction past its end; ms until the next end (None: no end)."""
+        assert self.identity is not None
+        own = self.identity.node_id
+        open_timed = self.ledger.timed_open_auctions()
+        # Closed ones need no memory any more: keeps the set as small as what is open.
+        self._ended_announced.intersection_update(a.key for a in open_timed)
+        for auction in open_timed:
+            now = self.wall_clock_ms()
+            if not auction.has_ended(now):
+                return auction.ends_ms - now
+            if auction.seller == own:
+                await self._close_ended(auction)
+            elif auction.key not in self._ended_announced:
+                self._ended_announced.add(auction.key)
+                message = ended_message(auction, now)
+                if self._ready:
+                    self.output.notification(message)
+                self._send_watchers(message)
+        return None
+
+    async def _close_ended(self, auction: Auction) -> None:
+        assert self.identity is not None
+        if self.ledger.check_close(auction.key, self.identity.node_id) is not None:
+            return  # closed meanwhile (by hand, while we awaited)
+        await self._author(close=Close(auction=auction.key.message()))
+
+    def _check_skew(self, applied: list[LoggedEvent]) -> None:
+        """Log once per author whose events are stamped far ahead of our clock."""
+        now = self.wall_clock_ms()
+        for author in {event.author for event in applied} - self._skew_warned:
+            last = self.ledger.last_stamp(author)
+            if last is not None and last - now > CLOCK_SKEW_WARNING_MS:
+                self._skew_warned.add(author)
+                log.warning("%s stamps its events %.0f s ahead of this node's clock: its "
+                            "auctions end by its clock, so the time left shown here is off",
+                            self.ledger.names().get(author, author.hex()[:8]),
+                            (last - now) / 1000)
 
     def _notify(self, note: LedgerNotification) -> None:
         if self._ready:

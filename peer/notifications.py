@@ -6,12 +6,13 @@ consumer names auctions, amounts and winners the same way.
 
 from __future__ import annotations
 
-from peer.auctions import BidAccepted, Opened, best_bid_only
+from peer.auctions import Auction, BidAccepted, Opened, best_bid_only
 from peer.auctions import Notification as LedgerNotification  # the wire has a Notification
 from peer.gen.auction.v1 import AuctionView, Notification, NotificationKind
+from peer.rules import format_amount
 from peer.views import bid_view, summary_view
 
-__all__ = ["LedgerNotification", "notification_message"]
+__all__ = ["LedgerNotification", "ended_message", "notification_message"]
 
 
 def notification_message(note: LedgerNotification) -> Notification:
@@ -34,3 +35,23 @@ def _summary(note: LedgerNotification) -> AuctionView:
     view.bid_count = count
     view.first_bid_index = max(count - 1, 0)
     return view
+
+
+def ended_message(auction: Auction, now_ms: int) -> Notification:
+    """An open auction passed its end by this node's clock: the seller's Close is awaited.
+
+    Not a ledger event (nothing was signed): every node but the seller's says so once,
+    with the winner the Close will name (``bid``), or why there will be none.
+    """
+    best = auction.best
+    if best is None:
+        outcome = "no bids"
+    elif not auction.reserve_met:
+        outcome = "no sale (reserve not met)"
+    else:
+        outcome = f"{best.bidder_name} -> {format_amount(best.amount)} {best.currency}"
+    text = (f"{auction.label} ended; awaiting {auction.seller_name}'s close, which will say:"
+            f" {outcome}")
+    winner = bid_view(best) if best is not None and auction.reserve_met else None
+    return Notification(kind=NotificationKind.ENDED, auction=summary_view(auction, now_ms),
+                        bid=winner, text=text)

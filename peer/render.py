@@ -15,10 +15,12 @@ from peer.gen.auction.v1 import (
     AuctionState,
     AuctionView,
     BidView,
+    CloseReason,
     Notification,
     NotificationKind,
     StatusReply,
 )
+from peer.rules import format_duration, format_time
 
 __all__ = [
     "auction_json",
@@ -34,6 +36,7 @@ __all__ = [
     "short_id",
     "status_json",
     "status_lines",
+    "time_left",
 ]
 
 _KIND_NAMES = {
@@ -42,7 +45,11 @@ _KIND_NAMES = {
     NotificationKind.CLOSED: "closed",
     NotificationKind.PEER_UP: "peer_up",
     NotificationKind.PEER_DOWN: "peer_down",
+    NotificationKind.ENDED: "ended",
 }
+_STATE_NAMES = {AuctionState.OPEN: "open", AuctionState.ENDED: "ended",
+                AuctionState.CLOSED: "closed"}
+NO_SALE = "no sale (reserve not met)"
 
 
 def short_id(node_id: bytes) -> str:
@@ -56,7 +63,37 @@ def auction_label(view: AuctionView) -> str:
 
 
 def _state(view: AuctionView) -> str:
-    return "closed" if view.state == AuctionState.CLOSED else "open"
+    return _STATE_NAMES.get(view.state, "open")
+
+
+def _now_ms(now_ms: int | None) -> int:
+    return now_ms if now_ms is not None else time.time_ns() // 1_000_000
+
+
+def _closed_by(view: AuctionView) -> str | None:
+    """How a closed auction closed: ``"ended"`` (at or after its end) or ``"seller"``."""
+    if view.state != AuctionState.CLOSED:
+        return None
+    return "ended" if view.close_reason == CloseReason.ENDED else "seller"
+
+
+def _result(view: AuctionView) -> str:
+    """What the auction comes to (for closed and ended ones): sold, no bids, no sale."""
+    if not bid_count(view):
+        return "no bids"
+    return "sold" if view.reserve_met else NO_SALE
+
+
+def time_left(view: AuctionView, now_ms: int | None = None) -> str:
+    """``"2m30s left"``, ``"ended"``, ``"closed"``, or ``""`` for an auction without an end."""
+    if view.state == AuctionState.CLOSED:
+        return "closed"
+    if not view.ends_at_ms:
+        return ""
+    left = view.ends_at_ms - _now_ms(now_ms)
+    if left <= 0 or view.state == AuctionState.ENDED:
+        return "ended"
+    return f"{format_duration(max(1000, left // 1000 * 1000))} left"
 
 
 def bid_json(bid: BidView) -> dict[str, Any]:
@@ -95,9 +132,19 @@ def auction_json(view: AuctionView, *, with_bids: bool = False,
         # `is not None`: a betterproto2 message's truth value walks all its fields.
         "best": bid_json(best) if best is not None else None,
         "bid_count": bid_count(view),
+        # The terms: null when the Open set none.
+        "ends_at_ms": view.ends_at_ms or None,
+        "announced_ends_at_ms": view.announced_ends_at_ms or None,
+        "extend_ms": view.extend_ms or None,
+        "min_increment": view.min_increment or None,
+        "reserve": view.reserve or None,
+        "reserve_met": view.reserve_met,
     }
     if view.state == AuctionState.CLOSED:
-        out["winner"] = bid_json(best) if best is not None else None
+        winner = best if best is not None and view.reserve_met else None
+        out["winner"] = bid_json(winner) if winner is not None else None
+        out["closed_by"] = _closed_by(view)
+        out["result"] = _result(view)
     if with_bids:
         bids = view.bids[::-1] if newest_first else view.bids
         out["bids"] = [bid_json(b) for b in bids]
@@ -105,14 +152,38 @@ def auction_json(view: AuctionView, *, with_bids: bool = False,
     return out
 
 
-def auction_lines(view: AuctionView, *, newest_first: bool = True) -> list[str]:
-    """`show`: the auction, its state, the bids the view carries (a page: says which
-    of how many), the best bid or winner."""
+def auction_lines(view: AuctionView, now_ms: int | None = None, *,
+                  newest_first: bool = True) -> list[str]:
+    """`show`: the auction, its state and terms, the bids the view carries (a page: says
+    which of how many), the best bid or winner.
+
+    ``now_ms`` (default: this machine's clock) is what the time left is counted from.
+    """
+    state = _state(view)
+    if view.state == AuctionState.ENDED:
+        state = f"ended, awaiting {view.seller_name}'s close"
+    elif view.state == AuctionState.CLOSED and view.ends_at_ms:
+        state = "closed (ended)" if _closed_by(view) == "ended" else "closed by its seller"
     lines = [
         f"{auction_label(view)}  ({view.id})",
-        f"  state:       {_state(view)}",
+        f"  state:       {state}",
         f"  start price: {view.start_amount} {view.currency}",
     ]
+    if view.ends_at_ms:
+        left = time_left(view, now_ms)
+        moved = (f", moved from {format_time(view.announced_ends_at_ms)}"
+                 if view.announced_ends_at_ms and view.ends_at_ms != view.announced_ends_at_ms
+                 else "")
+        lines.append(f"  ends:        {format_time(view.ends_at_ms)}"
+                     f"{f' ({left})' if left not in ('', 'closed') else ''}{moved}")
+    if view.extend_ms:
+        lines.append(f"  extension:   a bid in the last {format_duration(view.extend_ms)}"
+                     " moves the end")
+    if view.min_increment:
+        lines.append(f"  increment:   {view.min_increment} {view.currency}")
+    if view.reserve:
+        met = "met" if view.reserve_met else "not met"
+        lines.append(f"  reserve:     {view.reserve} {view.currency} ({met})")
     count = bid_count(view)
     if view.bids:
         if len(view.bids) == count:
@@ -130,10 +201,17 @@ def auction_lines(view: AuctionView, *, newest_first: bool = True) -> list[str]:
         lines.append("  bids:        none")
     best = best_bid(view)
     if view.state == AuctionState.CLOSED:
-        lines.append(f"  winner:      {best.bidder_name} -> {best.amount} {best.currency}"
-                     if best is not None else "  winner:      none (closed with no bids)")
+        if best is None:
+            lines.append("  winner:      none (closed with no bids)")
+        elif not view.reserve_met:
+            lines.append(f"  winner:      none, {NO_SALE}")
+        else:
+            lines.append(f"  winner:      {best.bidder_name} -> {best.amount} {best.currency}")
     elif best is not None:
         lines.append(f"  best bid:    {best.amount} {best.currency} by {best.bidder_name}")
+        if view.state == AuctionState.ENDED:
+            lines.append(f"  will win:    {best.bidder_name} -> {best.amount} {best.currency}"
+                         if view.reserve_met else f"  will win:    nobody, {NO_SALE}")
     return lines
 
 
@@ -162,18 +240,27 @@ def short_auction_ids(views: list[AuctionView]) -> dict[str, str]:
     return {v.id: f"{v.seller.hex()[:length]}:{v.id.rpartition(':')[2]}" for v in views}
 
 
-def list_lines(views: list[AuctionView], ids: dict[str, str] | None = None) -> list[str]:
-    """`list`: one line per auction, ending with the short id to paste into `show`."""
+def list_lines(views: list[AuctionView], ids: dict[str, str] | None = None,
+               now_ms: int | None = None) -> list[str]:
+    """`list`: one line per auction, starting with the short id to paste into `show`,
+    with the time left of those that end on time."""
     if not views:
         return ["no auctions"]
     ids = ids if ids is not None else short_auction_ids(views)
+    now = _now_ms(now_ms)
     lines = []
     for v in views:
         best = best_bid(v)
         lead = "winner" if v.state == AuctionState.CLOSED else "best"
-        price = (f"{lead} {best.bidder_name} -> {best.amount} {best.currency}" if best
-                 else f"start {v.start_amount} {v.currency}, no bids")
-        lines.append(f"{ids[v.id]:<12} {auction_label(v):<30} {_state(v):<6} {price}")
+        if best is not None and not v.reserve_met and v.state == AuctionState.CLOSED:
+            price = f"{NO_SALE}, best {best.amount} {best.currency}"
+        elif best is not None:
+            price = f"{lead} {best.bidder_name} -> {best.amount} {best.currency}"
+        else:
+            price = f"start {v.start_amount} {v.currency}, no bids"
+        left = time_left(v, now) if v.state != AuctionState.CLOSED else ""
+        when = f"  ({left})" if left else ""
+        lines.append(f"{ids[v.id]:<12} {auction_label(v):<30} {_state(v):<6} {price}{when}")
     return lines
 
 
@@ -187,12 +274,19 @@ def notification_json(note: Notification) -> dict[str, Any]:
     if note.kind == NotificationKind.BID and note.bid is not None:
         out.update(bidder=note.bid.bidder_name, bidder_id=note.bid.bidder.hex(),
                    amount=note.bid.amount, currency=note.bid.currency)
-    if note.kind == NotificationKind.CLOSED:
+    if note.kind in (NotificationKind.CLOSED, NotificationKind.ENDED):
+        # ended: the winner the seller's Close will name (the auction is not closed yet).
         if note.bid is not None:
             out.update(winner=note.bid.bidder_name, winner_id=note.bid.bidder.hex(),
                        amount=note.bid.amount, currency=note.bid.currency)
         else:
             out.update(winner=None, amount=None, currency=None)
+        if note.auction is not None:
+            out["result"] = _result(note.auction)
+            if note.kind == NotificationKind.CLOSED:
+                out["closed_by"] = _closed_by(note.auction)
+    if note.kind == NotificationKind.BID and note.auction is not None and note.auction.ends_at_ms:
+        out["ends_at_ms"] = note.auction.ends_at_ms
     out["text"] = note.text
     return out
 
