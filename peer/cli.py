@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -60,7 +61,7 @@ from peer.render import (
     status_json,
     status_lines,
 )
-from peer.rules import Rejection, check_name, parse_amount
+from peer.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 
 EXIT_OK = exit_codes.OK
@@ -169,10 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "stopped at the end")
     _add_verbosity(serve)
 
-    p = sub.add_parser("open", help="open an auction")
+    p = sub.add_parser(
+        "open", help="open an auction",
+        description="Open an auction. Without --ends-in/--ends-at it runs until you `close` "
+                    "it; with one, your node closes it by itself at the end (or first thing "
+                    "when it comes back, if it was not running then).",
+        epilog="Example: open Pic#3 50 --ends-in 30s --extend 10s --min-increment 1")
     p.add_argument("item", help="what is sold, e.g. Pic#1")
     p.add_argument("price", help="start price, a decimal such as 75 or 75.5")
     p.add_argument("--currency", default="USDt", help="currency (default USDt)")
+    ends = p.add_mutually_exclusive_group()
+    ends.add_argument("--ends-in", metavar="DURATION",
+                      help="end this long from now, e.g. 30s, 10m, 1h30m, 2d")
+    ends.add_argument("--ends-at", metavar="TIME",
+                      help="end at this time, ISO 8601, e.g. 2026-12-24T18:00Z "
+                           "(no offset: this machine's local time)")
+    p.add_argument("--extend", metavar="DURATION",
+                   help="anti-sniping: a bid accepted within this long of the end moves the "
+                        "end to the bid's time plus this long (needs an end)")
+    p.add_argument("--min-increment", metavar="AMOUNT",
+                   help="every bid after the first must beat the best by at least this")
+    p.add_argument("--reserve", metavar="AMOUNT",
+                   help="public reserve: if the best bid is below it, the auction ends with "
+                        "no sale (bids below it are still accepted)")
     _add_target(p)
 
     p = sub.add_parser("bid", help="bid on someone else's auction")
@@ -282,6 +302,44 @@ def _check_auction(text: str) -> str:
     return text
 
 
+def _duration_ms(option: str, text: str) -> int:
+    parsed = parse_duration(text)
+    if isinstance(parsed, str):
+        raise UsageError(f"bad {option}: {parsed}")
+    return parsed
+
+
+def _ends_at_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"bad --ends-at {text!r}: not an ISO 8601 time like "
+                         "2026-12-24T18:00Z") from None
+    return int(moment.timestamp() * 1000)  # naive: local time, as datetime takes it
+
+
+def _open_request(args: argparse.Namespace) -> OpenRequest:
+    """The Open request with its optional terms, checked for what the CLI can check."""
+    request = OpenRequest(item=args.item, start_amount=_check_price(args.price),
+                          currency=args.currency)
+    if args.ends_in is not None:
+        request.ends_in_ms = _duration_ms("--ends-in", args.ends_in)
+    if args.ends_at is not None:
+        request.ends_at_ms = _ends_at_ms(args.ends_at)
+    if args.extend is not None:
+        if args.ends_in is None and args.ends_at is None:
+            raise UsageError("--extend needs an end: give --ends-in or --ends-at too")
+        request.extend_ms = _duration_ms("--extend", args.extend)
+    for option, value in (("--min-increment", args.min_increment), ("--reserve", args.reserve)):
+        if value is not None:
+            parsed = parse_amount(value)
+            if isinstance(parsed, Rejection):
+                raise UsageError(f"bad {option} {value!r}: {parsed.reason}")
+    request.min_increment = args.min_increment or ""
+    request.reserve = args.reserve or ""
+    return request
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=None), flush=True)
 
@@ -318,8 +376,7 @@ def _run_control(args: argparse.Namespace) -> int:
     cmd = args.command
     timeout = CALL_TIMEOUT
     if cmd == "open":
-        request = OpenRequest(item=args.item, start_amount=_check_price(args.price),
-                              currency=args.currency)
+        request = _open_request(args)
         return _auction_command(args, lambda s: s.open(request, timeout=timeout))
     if cmd == "bid":
         bid = BidRequest(auction=_check_auction(args.auction),

@@ -2,8 +2,10 @@
 
 It starts an embedded localgrape (unless ``--grape`` names one), three real
 nodes with temporary data dirs, and plays DESIGN.md section 1 step by step
-through the nodes' control API, printing what every node sees. It exits 0
-only if all three nodes were told ``Client#2 -> 80 USDt``.
+through the nodes' control API, printing what every node sees. Then one timed
+auction: a bid in its last seconds moves its end, and it ends by itself. It exits 0
+only if all three nodes were told ``Client#2 -> 80 USDt`` and the timed auction's
+winner.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from peer.output import Output
 
 STEP_TIMEOUT = 15.0
 WINNER_TEXT = "Client#2 -> 80 USDt"
+# The timed auction: it ends TIMED_ENDS_IN_MS after it opens, and the last bid, placed
+# TIMED_LAST_BID_S after the open, falls inside the TIMED_EXTEND_MS window and moves it.
+TIMED_ENDS_IN_MS = 4_000
+TIMED_EXTEND_MS = 3_000
+TIMED_LAST_BID_S = 2.0
+TIMED_WINNER_TEXT = "Client#3->Pic#3 ended: Client#2 -> 52 USDt"
 
 
 class DemoFailed(Exception):
@@ -135,7 +143,28 @@ async def play(grape_url: str | None, root: Path, out: TextIO,
         await step("Client#1 closes Pic#1",
                    lambda: c1.control_close(CloseRequest(auction="Client#1->Pic#1")))
         await everyone_sees(NotificationKind.CLOSED, WINNER_TEXT)
-        out.write(f"\nall three nodes were notified: {WINNER_TEXT}\n")
+        out.write(f"\nall three nodes were notified: {WINNER_TEXT}\n\n")
+
+        # A timed auction: nobody closes it; a bid in its last 3 s moves its end.
+        request = OpenRequest(item="Pic#3", start_amount="50", currency="USDt",
+                              ends_in_ms=TIMED_ENDS_IN_MS, extend_ms=TIMED_EXTEND_MS,
+                              min_increment="1")
+        opened_at = trio.current_time()
+        await step("Client#3 opens Pic#3 at 50 USDt, ending in 4s; a bid in the last 3s"
+                   " extends it; min increment 1", functools.partial(c3.control_open, request))
+        await everyone_sees(NotificationKind.OPENED, "Pic#3")
+        await step("Client#1 bids 50 USDt on Client#3->Pic#3", functools.partial(
+            c1.control_bid, BidRequest(auction="Client#3->Pic#3", amount="50")))
+        # The scenario needs this bid inside the last 3 s, so it waits for that moment.
+        await trio.sleep_until(opened_at + TIMED_LAST_BID_S)
+        await step("Client#2 bids 52 USDt on Client#3->Pic#3, inside the last 3s",
+                   functools.partial(c2.control_bid,
+                                     BidRequest(auction="Client#3->Pic#3", amount="52")))
+        await everyone_sees(NotificationKind.BID, "Client#2 bid 52 USDt on Client#3->Pic#3;"
+                                                  " end extended")
+        out.write("* nobody closes Client#3->Pic#3: it ends by itself\n")
+        await everyone_sees(NotificationKind.CLOSED, TIMED_WINNER_TEXT)
+        out.write(f"\nall three nodes were notified: {TIMED_WINNER_TEXT}\n")
         nursery.cancel_scope.cancel()
 
 
