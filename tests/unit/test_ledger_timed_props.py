@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peer.auctions import AuctionKey
-from peer.gen.auction.v1 import Accept, RejectCode, SignedEvent
+from peer.gen.auction.v1 import Accept, Event, Open, RejectCode, SignedEvent
 from peer.identity import Identity
 from peer.ledger import Ledger
-from peer.rules import Rejection, format_amount
+from peer.rules import Rejection, format_amount, parse_duration
+from peer.signed_events import sign_event
 from tests.unit.timed_support import ClockedAuthor, outcome
 
 PEOPLE = [Identity.from_seed(bytes([i + 1]) * 32, f"Client#{i + 1}") for i in range(4)]
@@ -133,3 +134,27 @@ def test_the_current_end_follows_from_the_open_and_the_accepts_alone(script: lis
             met = best is not None and (terms.reserve is None or best.amount >= terms.reserve)
             assert auction.reserve_met == met
             assert (auction.winner is not None) == met
+
+
+i64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@SETTINGS
+@given(i64, i64, i64, st.text(max_size=40), st.text(max_size=40))
+def test_any_terms_from_a_peer_are_applied_or_refused_never_a_crash(
+        time_ms: int, ends_at: int, extend: int, increment: str, reserve: str) -> None:
+    seller = PEOPLE[0]
+    event = Event(author=seller.node_id, seq=1, time_ms=time_ms, author_name=seller.name,
+                  open=Open(item="Pic", start_amount="1", currency="USDt", ends_at_ms=ends_at,
+                            extend_ms=extend, min_increment=increment, reserve=reserve))
+    ledger = Ledger()
+    result = ledger.apply(sign_event(seller, event))
+    if result.rejection is not None:
+        assert result.rejection.code in (RejectCode.BAD_TERMS, RejectCode.BAD_EVENT)
+        assert ledger.heads() == {}
+    else:
+        (auction,) = ledger.auctions()
+        assert auction.ends_ms == ends_at and (ends_at == 0 or ends_at > time_ms)
+        assert auction.terms.extend_ms >= 0
+        assert auction.has_ended(time_ms) is False
+    assert isinstance(parse_duration(increment), int | str)
