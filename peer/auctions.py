@@ -89,12 +89,17 @@ class Terms:
         min_increment: How much every bid after the first must beat the best by;
             None: any amount above the best.
         reserve: The public reserve: a best bid below it ends the auction with no sale.
+        sealed_reserve: The commitment to a sealed reserve (:mod:`peer.sealed_reserve`),
+            revealed in the Close; empty: none.
+        sealed_box: The sealed reserve as only the seller can read it.
     """
 
     ends_at_ms: int = 0
     extend_ms: int = 0
     min_increment: Decimal | None = None
     reserve: Decimal | None = None
+    sealed_reserve: bytes = b""
+    sealed_box: bytes = b""
 
     @property
     def timed(self) -> bool:
@@ -122,6 +127,7 @@ class Auction:
         closed_ms: The time of the ``Close`` event, if closed.
         terms: The end, anti-sniping window, minimum increment and reserve of the Open.
         ends_ms: The current end (``terms.ends_at_ms`` moved by extensions); 0: none.
+        revealed_reserve: A sealed reserve, once the Close revealed it.
     """
 
     key: AuctionKey
@@ -135,6 +141,7 @@ class Auction:
     closed_ms: int | None = None
     terms: Terms = NO_TERMS
     ends_ms: int = 0
+    revealed_reserve: Decimal | None = None
 
     @property
     def seller(self) -> bytes:
@@ -147,11 +154,25 @@ class Auction:
         return self.bids[-1] if self.bids else None
 
     @property
+    def reserve(self) -> Decimal | None:
+        """The reserve: the public one, or a sealed one once revealed; None if none (yet)."""
+        return self.terms.reserve if self.terms.reserve is not None else self.revealed_reserve
+
+    @property
+    def reserve_known(self) -> bool:
+        """False while a sealed reserve is not revealed (nobody but its seller knows it)."""
+        return not self.terms.sealed_reserve or self.revealed_reserve is not None
+
+    @property
     def reserve_met(self) -> bool:
-        """Whether the best bid reaches the reserve (no reserve: whether there is a bid)."""
+        """Whether the best bid reaches the reserve (no reserve: whether there is a bid).
+
+        False while a sealed reserve is unrevealed: whether it is met is not known yet.
+        """
         best = self.best
-        reserve = self.terms.reserve
-        return best is not None and (reserve is None or best.amount >= reserve)
+        reserve = self.reserve
+        return (best is not None and self.reserve_known
+                and (reserve is None or best.amount >= reserve))
 
     @property
     def winner(self) -> AcceptedBid | None:
@@ -200,7 +221,7 @@ class AuctionAt:
         a = self.live
         return Auction(a.key, a.seller_name, a.item, a.start_amount, a.currency, a.opened_ms,
                        a.bids[:self.bid_count], self.closed, self.closed_ms, a.terms,
-                       self.ends_ms)
+                       self.ends_ms, a.revealed_reserve if self.closed else None)
 
 
 class _Snapshot:

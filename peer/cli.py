@@ -190,9 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "end to the bid's time plus this long (needs an end)")
     p.add_argument("--min-increment", metavar="AMOUNT",
                    help="every bid after the first must beat the best by at least this")
-    p.add_argument("--reserve", metavar="AMOUNT",
-                   help="public reserve: if the best bid is below it, the auction ends with "
-                        "no sale (bids below it are still accepted)")
+    reserve = p.add_mutually_exclusive_group()
+    reserve.add_argument("--reserve", metavar="AMOUNT",
+                         help="public reserve: if the best bid is below it, the auction ends "
+                              "with no sale (bids below it are still accepted)")
+    reserve.add_argument("--sealed-reserve", metavar="AMOUNT",
+                         help="the same, but hidden until the close: the Open carries only a "
+                              "commitment, which the Close reveals and every node checks")
     _add_target(p)
 
     p = sub.add_parser("bid", help="bid on someone else's auction")
@@ -330,13 +334,15 @@ def _open_request(args: argparse.Namespace) -> OpenRequest:
         if args.ends_in is None and args.ends_at is None:
             raise UsageError("--extend needs an end: give --ends-in or --ends-at too")
         request.extend_ms = _duration_ms("--extend", args.extend)
-    for option, value in (("--min-increment", args.min_increment), ("--reserve", args.reserve)):
+    for option, value in (("--min-increment", args.min_increment), ("--reserve", args.reserve),
+                          ("--sealed-reserve", args.sealed_reserve)):
         if value is not None:
             parsed = parse_amount(value)
             if isinstance(parsed, Rejection):
                 raise UsageError(f"bad {option} {value!r}: {parsed.reason}")
     request.min_increment = args.min_increment or ""
     request.reserve = args.reserve or ""
+    request.sealed_reserve = args.sealed_reserve or ""
     return request
 
 

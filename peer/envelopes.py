@@ -111,6 +111,8 @@ def _open(body: Open) -> bytes:
     _put_uint(out, 0x28, body.extend_ms)
     _put_text(out, 0x32, body.min_increment)
     _put_text(out, 0x3A, body.reserve)
+    _put_bytes(out, 0x42, body.sealed_reserve)
+    _put_bytes(out, 0x4A, body.sealed_reserve_box)
     return bytes(out)
 
 
@@ -125,6 +127,8 @@ def _close(body: Close) -> bytes:
     out = bytearray()
     if body.auction is not None:
         _put_message(out, 0x0A, _auction_id(body.auction))
+    _put_text(out, 0x12, body.reserve)
+    _put_bytes(out, 0x1A, body.reserve_key)
     return bytes(out)
 
 

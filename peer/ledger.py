@@ -68,6 +68,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.identity import verify
 from peer.rules import Rejection, format_amount, format_duration, format_time, parse_amount
+from peer.sealed_reserve import Reveal, verify_reveal
 from peer.signed_events import (
     CheckedAccept,
     CheckedBody,
@@ -325,12 +326,14 @@ class Ledger:
 
     def check_open(self, item: str, start_amount: str, currency: str, *, time_ms: int = 0,
                    ends_at_ms: int = 0, extend_ms: int = 0, min_increment: str = "",
-                   reserve: str = "") -> Rejection | None:
+                   reserve: str = "", sealed_reserve: bytes = b"", sealed_box: bytes = b""
+                   ) -> Rejection | None:
         """Why an ``Open`` with these fields, stamped ``time_ms``, would be refused, or None."""
         rejection = check_open_fields(item, start_amount, currency)
         if rejection is not None:
             return rejection
-        terms = check_terms(time_ms, ends_at_ms, extend_ms, min_increment, reserve)
+        terms = check_terms(time_ms, ends_at_ms, extend_ms, min_increment, reserve,
+                            sealed_reserve, sealed_box)
         return terms if isinstance(terms, Rejection) else None
 
     def check_bid(self, signed_bid: SignedBid, seller: bytes, time_ms: int | None = None
@@ -587,8 +590,12 @@ class Ledger:
             if auction.closed:
                 return Rejection(RejectCode.AUCTION_CLOSED, f"{auction.label} is already closed")
             rejection = _stamp_rule(auction, fields.time_ms, log.last_time_ms)
+            if rejection is None:
+                rejection = _reveal_rule(auction, body.reveal)
             if rejection is not None:
                 return rejection
+            if body.reveal is not None:
+                auction.revealed_reserve = Decimal(body.reveal.reserve)
             auction.closed = True
             auction.closed_ms = fields.time_ms
             self._timed_open.discard(auction.key)
@@ -707,6 +714,21 @@ def _stamp_rule(auction: Auction, time_ms: int, last_time_ms: int | None) -> Rej
     return None
 
 
+def _reveal_rule(auction: Auction, reveal: Reveal | None) -> Rejection | None:
+    """A Close reveals the sealed reserve its Open committed to, and only then reveals."""
+    sealed = auction.terms.sealed_reserve
+    if not sealed:
+        if reveal is None:
+            return None
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"the Close of {auction.label} reveals a reserve its Open did not seal")
+    if reveal is None or not verify_reveal(sealed, reveal):
+        return Rejection(RejectCode.BAD_EVENT,
+                         f"the Close of {auction.label} does not reveal the sealed reserve"
+                         " its Open committed to")
+    return None
+
+
 def _terms_text(auction: Auction) -> str:
     """The Open's terms as the tail of its notification, e.g. ", ends 2026-... UTC"."""
     terms = auction.terms
@@ -719,6 +741,8 @@ def _terms_text(auction: Auction) -> str:
         text += f", min increment {format_amount(terms.min_increment)} {auction.currency}"
     if terms.reserve is not None:
         text += f", reserve {format_amount(terms.reserve)} {auction.currency}"
+    if terms.sealed_reserve:
+        text += ", sealed reserve"
     return text
 
 
@@ -732,7 +756,11 @@ def _closed_text(auction: Auction, label: str, who: Callable[[bytes, str], str])
         return f"{label} {verb} with no bids"
     bidder = who(best.bidder, best.bidder_name)
     if not auction.reserve_met:
-        return (f"{label} {verb}: no sale (reserve not met; best"
+        reserve = auction.reserve
+        sealed = (f"sealed reserve {format_amount(reserve)} {best.currency} not met"
+                  if auction.terms.sealed_reserve and reserve is not None
+                  else "reserve not met")
+        return (f"{label} {verb}: no sale ({sealed}; best"
                 f" {format_amount(best.amount)} {best.currency} by {bidder})")
     return f"{label} {verb}: {bidder} -> {format_amount(best.amount)} {best.currency}"
 

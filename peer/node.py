@@ -82,6 +82,7 @@ from peer.progress import SyncProgress, expected_events
 from peer.rate_limit import PeerRateLimiter
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
 from peer.rules import Rejection, format_amount, parse_amount
+from peer.sealed_reserve import Sealed, open_box, seal
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
 from peer.signed_events import DecodedEvent, decode_signed, make_signed_bid, sign_event
@@ -702,7 +703,24 @@ class Node:
         assert self.identity is not None
         if self.ledger.check_close(auction.key, self.identity.node_id) is not None:
             return  # closed meanwhile (by hand, while we awaited)
-        await self._author(close=Close(auction=auction.key.message()))
+        close = self._close_body(auction)
+        if isinstance(close, Rejection):
+            log.error("%s: cannot close %s: %s", self.config.name, auction.label, close)
+            return
+        await self._author(close=close)
+
+    def _close_body(self, auction: Auction) -> Close | Rejection:
+        """Our Close of ``auction``, revealing its sealed reserve if it has one."""
+        assert self.identity is not None
+        terms = auction.terms
+        if not terms.sealed_reserve:
+            return Close(auction=auction.key.message())
+        reveal = open_box(self.identity, Sealed(terms.sealed_reserve, terms.sealed_box))
+        if reveal is None:  # only if the Open was not sealed with this node's key
+            return Rejection(RejectCode.BAD_TERMS,
+                             f"this node cannot reveal the sealed reserve of {auction.label}")
+        return Close(auction=auction.key.message(), reserve=reveal.reserve,
+                     reserve_key=reveal.key)
 
     def _check_skew(self, applied: list[LoggedEvent]) -> None:
         """Log once per author whose events are stamped far ahead of our clock."""
@@ -884,10 +902,20 @@ class Node:
                        ends_at_ms=ends_at, extend_ms=request.extend_ms,
                        min_increment=request.min_increment.strip(),
                        reserve=request.reserve.strip())
+        sealed_text = request.sealed_reserve.strip()
+        if sealed_text:
+            sealed_amount = parse_amount(sealed_text)
+            if isinstance(sealed_amount, Rejection):
+                return _rejected(Rejection(RejectCode.BAD_TERMS,
+                                           f"sealed reserve: {sealed_amount.reason}"))
+            assert self.identity is not None
+            sealed = seal(self.identity, format_amount(sealed_amount))
+            opening.sealed_reserve, opening.sealed_reserve_box = sealed.commitment, sealed.box
         rejection = self.ledger.check_open(
             item, opening.start_amount, currency, time_ms=stamp, ends_at_ms=opening.ends_at_ms,
             extend_ms=opening.extend_ms, min_increment=opening.min_increment,
-            reserve=opening.reserve)
+            reserve=opening.reserve, sealed_reserve=opening.sealed_reserve,
+            sealed_box=opening.sealed_reserve_box)
         if rejection is not None:
             return _rejected(rejection)
         try:
@@ -937,8 +965,13 @@ class Node:
         rejection = self.ledger.check_close(key, self.identity.node_id)
         if rejection is not None:
             return _rejected(rejection)
+        auction = self.ledger.auction(key)
+        assert auction is not None
+        close = self._close_body(auction)
+        if isinstance(close, Rejection):
+            return _rejected(close)
         try:
-            await self._author(close=Close(auction=key.message()))
+            await self._author(close=close)
         except StorageUnavailable as exc:
             return _rejected(Rejection(RejectCode.STORAGE_UNAVAILABLE, str(exc)))
         return self._view_reply(key)

@@ -44,14 +44,18 @@ def ended_message(auction: Auction, now_ms: int) -> Notification:
     with the winner the Close will name (``bid``), or why there will be none.
     """
     best = auction.best
+    winner = None
     if best is None:
         outcome = "no bids"
+    elif not auction.reserve_known:  # only the seller knows whether it is met
+        outcome = (f"{best.bidder_name} -> {format_amount(best.amount)} {best.currency}"
+                   " if the sealed reserve is met")
     elif not auction.reserve_met:
         outcome = "no sale (reserve not met)"
     else:
         outcome = f"{best.bidder_name} -> {format_amount(best.amount)} {best.currency}"
+        winner = bid_view(best)
     text = (f"{auction.label} ended; awaiting {auction.seller_name}'s close, which will say:"
             f" {outcome}")
-    winner = bid_view(best) if best is not None and auction.reserve_met else None
     return Notification(kind=NotificationKind.ENDED, auction=summary_view(auction, now_ms),
                         bid=winner, text=text)

@@ -77,10 +77,17 @@ def _closed_by(view: AuctionView) -> str | None:
     return "ended" if view.close_reason == CloseReason.ENDED else "seller"
 
 
+def _reserve_unknown(view: AuctionView) -> bool:
+    """A sealed reserve not yet revealed: whether it is met is not known here."""
+    return view.reserve_sealed and not view.reserve
+
+
 def _result(view: AuctionView) -> str:
     """What the auction comes to (for closed and ended ones): sold, no bids, no sale."""
     if not bid_count(view):
         return "no bids"
+    if _reserve_unknown(view):
+        return "sold if the sealed reserve is met"
     return "sold" if view.reserve_met else NO_SALE
 
 
@@ -138,7 +145,9 @@ def auction_json(view: AuctionView, *, with_bids: bool = False,
         "extend_ms": view.extend_ms or None,
         "min_increment": view.min_increment or None,
         "reserve": view.reserve or None,
-        "reserve_met": view.reserve_met,
+        "reserve_sealed": view.reserve_sealed,
+        # null: a sealed reserve not revealed yet, so nobody here knows.
+        "reserve_met": None if _reserve_unknown(view) else view.reserve_met,
     }
     if view.state == AuctionState.CLOSED:
         winner = best if best is not None and view.reserve_met else None
@@ -181,9 +190,12 @@ def auction_lines(view: AuctionView, now_ms: int | None = None, *,
                      " moves the end")
     if view.min_increment:
         lines.append(f"  increment:   {view.min_increment} {view.currency}")
-    if view.reserve:
+    if _reserve_unknown(view):
+        lines.append("  reserve:     sealed (revealed when it closes)")
+    elif view.reserve:
         met = "met" if view.reserve_met else "not met"
-        lines.append(f"  reserve:     {view.reserve} {view.currency} ({met})")
+        sealed = ", sealed until the close" if view.reserve_sealed else ""
+        lines.append(f"  reserve:     {view.reserve} {view.currency}{sealed} ({met})")
     count = bid_count(view)
     if view.bids:
         if len(view.bids) == count:
@@ -210,8 +222,14 @@ def auction_lines(view: AuctionView, now_ms: int | None = None, *,
     elif best is not None:
         lines.append(f"  best bid:    {best.amount} {best.currency} by {best.bidder_name}")
         if view.state == AuctionState.ENDED:
-            lines.append(f"  will win:    {best.bidder_name} -> {best.amount} {best.currency}"
-                         if view.reserve_met else f"  will win:    nobody, {NO_SALE}")
+            if _reserve_unknown(view):
+                lines.append(f"  will win:    {best.bidder_name} -> {best.amount}"
+                             f" {best.currency}, if the sealed reserve is met")
+            elif view.reserve_met:
+                lines.append(f"  will win:    {best.bidder_name} -> {best.amount}"
+                             f" {best.currency}")
+            else:
+                lines.append(f"  will win:    nobody, {NO_SALE}")
     return lines
 
 

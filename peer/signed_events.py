@@ -25,6 +25,7 @@ from peer.envelopes import encode_bid, encode_event
 from peer.gen.auction.v1 import Bid, Event, RejectCode, SignedBid, SignedEvent
 from peer.identity import NODE_ID_BYTES, verify
 from peer.rules import Rejection, check_currency, check_item, check_name, parse_amount
+from peer.sealed_reserve import BOX_BYTES, COMMITMENT_BYTES, KEY_BYTES, Reveal
 from peer.wire import (
     AcceptBody,
     BidFields,
@@ -106,9 +107,11 @@ class CheckedAccept:
 
 @dataclass(frozen=True, slots=True)
 class CheckedClose:
-    """A ``Close`` body that passed the stateless checks."""
+    """A ``Close`` body that passed the stateless checks; ``reveal`` opens a sealed
+    reserve (None: the Close reveals nothing)."""
 
     key: AuctionKey
+    reveal: Reveal | None = None
 
 
 CheckedBody = CheckedOpen | CheckedAccept | CheckedClose
@@ -186,15 +189,25 @@ def check_open_fields(item: str, start_amount: str, currency: str) -> Rejection 
 
 
 def check_terms(open_ms: int, ends_at_ms: int, extend_ms: int, min_increment: str,
-                reserve: str) -> Terms | Rejection:
+                reserve: str, sealed_reserve: bytes = b"", sealed_box: bytes = b""
+                ) -> Terms | Rejection:
     """The terms of an ``Open`` stamped ``open_ms``, or a ``BAD_TERMS`` rejection.
 
     An end must lie after the Open and at most :data:`MAX_DURATION_MS` after it; an
     anti-sniping window needs an end and is at most :data:`MAX_EXTEND_MS`; the
-    increment and the reserve are amounts like a price (or empty: none).
+    increment and the reserve are amounts like a price (or empty: none); a sealed
+    reserve is a 32-byte commitment, never beside a public one.
     """
-    if ends_at_ms == 0 and extend_ms == 0 and not min_increment and not reserve:
+    if (ends_at_ms == 0 and extend_ms == 0 and not min_increment and not reserve
+            and not sealed_reserve and not sealed_box):
         return NO_TERMS
+    if sealed_reserve or sealed_box:
+        if len(sealed_reserve) != COMMITMENT_BYTES or len(sealed_box) > BOX_BYTES:
+            return Rejection(RejectCode.BAD_TERMS,
+                             f"a sealed reserve is a {COMMITMENT_BYTES}-byte commitment with"
+                             f" a box of at most {BOX_BYTES} bytes")
+        if reserve:
+            return Rejection(RejectCode.BAD_TERMS, "a reserve is either public or sealed")
     if ends_at_ms < 0 or (ends_at_ms and ends_at_ms <= open_ms):
         return Rejection(RejectCode.BAD_TERMS, "the end time is not after the open time")
     if ends_at_ms and ends_at_ms - open_ms > MAX_DURATION_MS:
@@ -215,7 +228,7 @@ def check_terms(open_ms: int, ends_at_ms: int, extend_ms: int, min_increment: st
         if isinstance(amount, Rejection):
             return Rejection(RejectCode.BAD_TERMS, f"{what}: {amount.reason}")
         amounts.append(amount)
-    return Terms(ends_at_ms, extend_ms, amounts[0], amounts[1])
+    return Terms(ends_at_ms, extend_ms, amounts[0], amounts[1], sealed_reserve, sealed_box)
 
 
 def check_bid_fields(bid: BidFields) -> Rejection | None:
@@ -258,7 +271,8 @@ def _static(fields: EventFields) -> CheckedBody | Rejection:
         start = parse_amount(body.start_amount)
         assert isinstance(start, Decimal)
         terms = check_terms(fields.time_ms, body.ends_at_ms, body.extend_ms,
-                            body.min_increment, body.reserve)
+                            body.min_increment, body.reserve, body.sealed_reserve,
+                            body.sealed_reserve_box)
         if isinstance(terms, Rejection):
             return terms
         return CheckedOpen(body.item, start, body.currency, terms)
@@ -268,7 +282,15 @@ def _static(fields: EventFields) -> CheckedBody | Rejection:
         if body.author != fields.author:
             return Rejection(RejectCode.NOT_SELLER,
                              "a Close for an auction in another seller's log")
-        return CheckedClose(AuctionKey(body.author, body.seq))
+        reveal = None
+        if body.reserve or body.reserve_key:
+            revealed = parse_amount(body.reserve)
+            if isinstance(revealed, Rejection) or len(body.reserve_key) != KEY_BYTES:
+                return Rejection(RejectCode.BAD_EVENT,
+                                 "a Close whose reserve reveal is not an amount and a"
+                                 f" {KEY_BYTES}-byte key")
+            reveal = Reveal(body.reserve, body.reserve_key)
+        return CheckedClose(AuctionKey(body.author, body.seq), reveal)
     return Rejection(RejectCode.BAD_EVENT, "the event has no body (open, accept or close)")
 
 

@@ -80,10 +80,12 @@ def auction_view(auction: Auction, now_ms: int | None = None, *,
         announced_ends_at_ms=terms.ends_at_ms,
         extend_ms=terms.extend_ms,
         min_increment=format_amount(terms.min_increment) if terms.min_increment else "",
-        reserve=format_amount(terms.reserve) if terms.reserve else "",
+        # A sealed reserve only once the Close revealed it: never its value before.
+        reserve=format_amount(auction.reserve) if auction.reserve is not None else "",
         reserve_met=auction.reserve_met,
         close_reason=reason,
         bid_count=len(auction.bids),
         first_bid_index=window.start,
         best=bid_view(auction.bids[-1]) if auction.bids else None,
+        reserve_sealed=bool(terms.sealed_reserve),
     )

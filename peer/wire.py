@@ -65,6 +65,8 @@ class OpenBody:
     extend_ms: int = 0
     min_increment: str = ""
     reserve: str = ""
+    sealed_reserve: bytes = b""
+    sealed_reserve_box: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +79,16 @@ class AcceptBody:
 
 @dataclass(frozen=True, slots=True)
 class CloseBody:
-    """``Event.close``: the auction id; ``present`` is False if the field was absent."""
+    """``Event.close``: the auction id; ``present`` is False if the field was absent.
+
+    ``reserve`` and ``reserve_key`` reveal a sealed reserve (empty: nothing revealed).
+    """
 
     author: bytes
     seq: int
     present: bool
+    reserve: str = ""
+    reserve_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +236,8 @@ def _int64(value: int) -> int:
 _N: Final = -1
 # Expected wire type per field number (index), -1 for numbers we do not read.
 _AUCTION_ID_TYPES: Final = (_N, _LEN, _VARINT)
-_OPEN_TYPES: Final = (_N, _LEN, _LEN, _LEN, _VARINT, _VARINT, _LEN, _LEN)
+_OPEN_TYPES: Final = (_N, _LEN, _LEN, _LEN, _VARINT, _VARINT, _LEN, _LEN, _LEN, _LEN)
+_CLOSE_TYPES: Final = (_N, _LEN, _LEN, _LEN)
 _ONE_MESSAGE_TYPES: Final = (_N, _LEN)  # Accept {SignedBid bid = 1}, Close {AuctionId = 1}
 _SIGNED_BID_TYPES: Final = (_N, _LEN, _LEN)
 _BID_TYPES: Final = (_N, _LEN, _LEN, _LEN, _LEN, _LEN, _VARINT, _VARINT)
@@ -260,7 +268,7 @@ def decode_event(data: bytes) -> EventFields:
         o = _scan(data, f[20], f[21], _OPEN_TYPES)
         body = OpenBody(_text(data, o, 1), _text(data, o, 2), _text(data, o, 3),
                         _int64(_uint(o, 4)), _int64(_uint(o, 5)), _text(data, o, 6),
-                        _text(data, o, 7))
+                        _text(data, o, 7), _bytes(data, o, 8), _bytes(data, o, 9))
     if f[22] >= 0:
         if body is not None:
             raise WireError("more than one body (open/accept/close) is set")
@@ -273,12 +281,13 @@ def decode_event(data: bytes) -> EventFields:
     if f[24] >= 0:
         if body is not None:
             raise WireError("more than one body (open/accept/close) is set")
-        c = _scan(data, f[24], f[25], _ONE_MESSAGE_TYPES)
+        c = _scan(data, f[24], f[25], _CLOSE_TYPES)
+        reserve, reserve_key = _text(data, c, 2), _bytes(data, c, 3)
         if c[2] >= 0:
             author, seq = _auction_id(data, c[2], c[3])
-            body = CloseBody(author, seq, True)
+            body = CloseBody(author, seq, True, reserve, reserve_key)
         else:
-            body = CloseBody(b"", 0, False)
+            body = CloseBody(b"", 0, False, reserve, reserve_key)
     return EventFields(_bytes(data, f, 1), _uint(f, 2), _bytes(data, f, 3),
                        _int64(_uint(f, 4)), _text(data, f, 5), body)
 

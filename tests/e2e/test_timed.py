@@ -1,6 +1,7 @@
 """Timed auctions across three `serve` processes, CLI only, with second-scale durations:
 the auction ends by itself on every node with the same winner, a bid in the last window
-visibly moves the end, and a seller offline at the end closes first thing on its return."""
+visibly moves the end, and a seller offline at the end closes first thing on its return,
+revealing its sealed reserve from its own log and key."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def test_an_offline_seller_closes_first_thing_when_it_returns(
         for n in (c1, c2):
             n.wait_peers(1)
         label = "Client#1->Pic#4"
-        opened = c1.cli("open", "Pic#4", "50", "--ends-in", "6s", "--reserve", "100",
+        opened = c1.cli("open", "Pic#4", "50", "--ends-in", "6s", "--sealed-reserve", "100",
                         "--json")
         assert opened.code == 0, opened
         end = opened.json()["ends_at_ms"]
@@ -94,21 +95,25 @@ def test_an_offline_seller_closes_first_thing_when_it_returns(
         assert c1.stop() == 0  # offline at the end
 
         ended = c2.wait_event("ended", label, timeout=15)
-        assert ended["result"] == "no sale (reserve not met)" and ended["winner"] is None
+        assert ended["result"] == "sold if the sealed reserve is met"
+        assert ended["winner"] is None
         shown = _shown(c2, label)
-        assert shown["state"] == "ended" and shown["reserve_met"] is False
+        assert shown["state"] == "ended" and shown["reserve_met"] is None
+        assert shown["reserve"] is None and shown["reserve_sealed"] is True
         text = c2.cli("show", label)
-        assert "awaiting Client#1's close" in text.stdout and "reserve:     100 USDt (not met)" \
-            in text.stdout, text
+        assert "awaiting Client#1's close" in text.stdout, text
+        assert "reserve:     sealed (revealed when it closes)" in text.stdout, text
 
         c1.start()
-        # Closed before the node served anything: already closed when it says ready.
+        # Closed before the node served anything: already closed when it says ready,
+        # the reserve revealed from the seller's own log and key.
         back = _shown(c1, label)
         assert back["state"] == "closed" and back["closed_by"] == "ended"
         assert back["winner"] is None and back["result"] == "no sale (reserve not met)"
+        assert back["reserve"] == "100"
         closed = c2.wait_event("closed", label, timeout=20)
-        assert closed["text"] == ("Client#1->Pic#4 ended: no sale (reserve not met; best 60"
-                                  " USDt by Client#2)")
+        assert closed["text"] == ("Client#1->Pic#4 ended: no sale (sealed reserve 100 USDt"
+                                  " not met; best 60 USDt by Client#2)")
         assert closed["closed_by"] == "ended" and closed["winner"] is None
         wait_until(lambda: _shown(c2, label)["state"] == "closed", what="c2 sees the close")
         assert time.time() * 1000 >= end

@@ -127,3 +127,27 @@ def test_closed_views_and_notifications_say_how_it_closed_and_the_reserve_outcom
     assert "  state:       closed by its seller" in auction_lines(by_seller, NOW)
     untimed = auction_json(_view())
     assert untimed["ends_at_ms"] is None and untimed["reserve"] is None
+
+
+def test_a_sealed_reserve_is_shown_as_sealed_until_it_is_revealed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["open", "Pic#5", "10", "--ends-in", "1m",
+                                      "--sealed-reserve", "60", "--name", "C"])
+    request = _open_request(args)
+    assert (request.sealed_reserve, request.reserve) == ("60", "")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["open", "P", "1", "--reserve", "5", "--sealed-reserve", "6"])
+    assert "not allowed with" in capsys.readouterr().err
+    ended = _view(state=AuctionState.ENDED, ends_at_ms=NOW, reserve_sealed=True,
+                  bids=[_bid("Client#2", "61")])
+    lines = auction_lines(ended, NOW + 1)
+    assert "  reserve:     sealed (revealed when it closes)" in lines
+    assert "  will win:    Client#2 -> 61 USDt, if the sealed reserve is met" in lines
+    shown = auction_json(ended)
+    assert shown["reserve_sealed"] is True and shown["reserve_met"] is None
+    assert shown["reserve"] is None
+    revealed = _view(state=AuctionState.CLOSED, ends_at_ms=NOW, reserve_sealed=True,
+                     reserve="60", reserve_met=True, close_reason=CloseReason.ENDED,
+                     bids=[_bid("Client#2", "61")])
+    assert "  reserve:     60 USDt, sealed until the close (met)" in auction_lines(revealed)
+    assert auction_json(revealed)["reserve_met"] is True

@@ -29,9 +29,11 @@ signed_bids = st.builds(SignedBid, bid=blob, signature=blob)
 bodies = st.one_of(
     st.builds(lambda o: {"open": o}, st.builds(Open, item=text, start_amount=text,
                                                 currency=text, ends_at_ms=i64, extend_ms=i64,
-                                                min_increment=text, reserve=text)),
+                                                min_increment=text, reserve=text,
+                                                sealed_reserve=blob, sealed_reserve_box=blob)),
     st.builds(lambda a: {"accept": a}, st.builds(Accept, bid=st.none() | signed_bids)),
-    st.builds(lambda c: {"close": c}, st.builds(Close, auction=st.none() | auction_ids)),
+    st.builds(lambda c: {"close": c}, st.builds(Close, auction=st.none() | auction_ids,
+                                                 reserve=text, reserve_key=blob)),
     st.just({}),
 )
 

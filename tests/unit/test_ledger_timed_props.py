@@ -47,7 +47,8 @@ def play(script: list[Step]) -> tuple[list[ClockedAuthor], list[SignedEvent]]:
             opened.append(seller.open(f"Item{len(opened)}", "10", ends_in=ends_in,
                                       extend=EXTEND[size % 3] if ends_in else 0,
                                       increment="1" if who % 2 else "",
-                                      reserve="15" if who >= 2 else ""))
+                                      reserve="15" if who == 2 else "",
+                                      sealed="15" if who == 3 else ""))
         elif kind == "tick":
             sellers[actor].now += TICKS[size]
         else:
@@ -131,8 +132,12 @@ def test_the_current_end_follows_from_the_open_and_the_accepts_alone(script: lis
         assert auction.ends_ms == end
         if auction.closed:
             best = auction.best
-            met = best is not None and (terms.reserve is None or best.amount >= terms.reserve)
+            reserve = auction.reserve
+            met = best is not None and (reserve is None or best.amount >= reserve)
             assert auction.reserve_met == met
+        if terms.sealed_reserve:
+            # Revealed by the Close, and only by it.
+            assert (auction.reserve is not None) == auction.closed
             assert (auction.winner is not None) == met
 
 

@@ -24,11 +24,14 @@ def events(draw: st.DrawFn) -> Event:
     if kind == "open":
         body["open"] = Open(item=draw(text), start_amount=draw(text), currency=draw(text),
                             ends_at_ms=draw(i64), extend_ms=draw(i64),
-                            min_increment=draw(text), reserve=draw(text))
+                            min_increment=draw(text), reserve=draw(text),
+                            sealed_reserve=draw(small_bytes),
+                            sealed_reserve_box=draw(small_bytes))
     elif kind == "accept":
         body["accept"] = Accept(bid=SignedBid(bid=draw(small_bytes), signature=draw(small_bytes)))
     else:
-        body["close"] = Close(auction=AuctionId(author=draw(small_bytes), seq=draw(u64)))
+        body["close"] = Close(auction=AuctionId(author=draw(small_bytes), seq=draw(u64)),
+                              reserve=draw(text), reserve_key=draw(small_bytes))
     return Event(author=draw(small_bytes), seq=draw(u64), prev=draw(small_bytes),
                  time_ms=draw(i64), author_name=draw(text), **body)
 
@@ -39,11 +42,12 @@ def body_as_betterproto_reads_it(event: Event) -> OpenBody | AcceptBody | CloseB
     if event.open is not None:
         o = event.open
         return OpenBody(o.item, o.start_amount, o.currency, o.ends_at_ms, o.extend_ms,
-                        o.min_increment, o.reserve)
+                        o.min_increment, o.reserve, o.sealed_reserve, o.sealed_reserve_box)
     if event.accept is not None and event.accept.bid is not None:
         return AcceptBody(event.accept.bid.bid, event.accept.bid.signature)
     if event.close is not None and event.close.auction is not None:
-        return CloseBody(event.close.auction.author, event.close.auction.seq, True)
+        c = event.close
+        return CloseBody(c.auction.author, c.auction.seq, True, c.reserve, c.reserve_key)
     return None
 
 

@@ -25,6 +25,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.identity import Identity
+from peer.ledger import Ledger
 from peer.node import Node
 from peer.output import Output
 from peer.signed_events import make_signed_bid
@@ -149,7 +150,7 @@ def test_other_nodes_say_ended_awaiting_close_with_the_winner(
                 shown = await node.control_show(ShowRequest(auction=key.text))
                 assert shown.auction is not None
                 assert shown.auction.state == AuctionState.OPEN
-                await trio.sleep(3.0)
+                await trio.sleep(3.1)  # the end was at 3.0 (mock time): past it
                 shown = await node.control_show(ShowRequest(auction=key.text))
                 assert shown.auction is not None
                 assert shown.auction.state == AuctionState.ENDED
@@ -205,5 +206,39 @@ def test_an_offline_seller_closes_first_thing_on_its_return(
         reopened = node.ledger.auction(other)
         assert reopened is not None and not reopened.closed
         assert await node.close_overdue() == 0
+
+    trio.run(main, clock=clock)
+
+
+def test_the_sellers_automatic_close_reveals_its_sealed_reserve(
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
+    async def main() -> None:
+        node, store, out = _node(tmp_path, SELLER)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.deadline_loop)
+            key = await _open(node, ends_in_ms=2_000, sealed_reserve="70")
+            reply = await node.on_place_bid(make_signed_bid(BIDDER, key, "65", "USDt", 1,
+                                                            _wall_ms()))
+            assert reply.accepted is not None, reply.rejected
+            shown = await node.control_show(ShowRequest(auction=key.text))
+            assert shown.auction is not None
+            assert shown.auction.reserve_sealed and shown.auction.reserve == ""
+            await trio.sleep(2.5)
+            auction = node.ledger.auction(key)
+            assert auction is not None and auction.closed
+            assert auction.reserve == 70 and not auction.reserve_met
+            nursery.cancel_scope.cancel()
+        closed = _lines(out)[-1]
+        assert closed["text"] == ("Client#1->Pic#3 ended: no sale (sealed reserve 70 USDt not"
+                                  " met; best 65 USDt by Client#2)")
+        assert closed["result"] == "no sale (reserve not met)"
+        assert closed["auction"]["reserve"] == "70" and closed["auction"]["reserve_sealed"]
+        # Another node checks the reveal as it applies the seller's log, and agrees.
+        other = Ledger()
+        for row in store.rows:
+            assert other.apply(SignedEvent(event=row.data, signature=row.signature)
+                               ).rejection is None
+        revealed = other.auction(key)
+        assert revealed is not None and revealed.closed and revealed.reserve == 70
 
     trio.run(main, clock=clock)

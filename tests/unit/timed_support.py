@@ -7,6 +7,7 @@ from peer.gen.auction.v1 import Accept, Close, Event, Open, SignedBid, SignedEve
 from peer.identity import Identity
 from peer.ledger import Ledger
 from peer.rules import Rejection
+from peer.sealed_reserve import Sealed, open_box, seal
 from peer.signed_events import make_signed_bid, sign_event
 
 T0 = 1_800_000_000_000
@@ -39,15 +40,18 @@ class ClockedAuthor:
         return signed
 
     def open(self, item: str, start: str = "10", *, ends_in: int = 0, extend: int = 0,
-             increment: str = "", reserve: str = "") -> AuctionKey:
+             increment: str = "", reserve: str = "", sealed: str = "") -> AuctionKey:
         stamp = self.ledger.stamp(self.node_id, self.now)
         ends_at = stamp + ends_in if ends_in else 0
+        box = seal(self.identity, sealed) if sealed else Sealed(b"", b"")
         assert self.ledger.check_open(item, start, "USDt", time_ms=stamp, ends_at_ms=ends_at,
                                       extend_ms=extend, min_increment=increment,
-                                      reserve=reserve) is None
+                                      reserve=reserve, sealed_reserve=box.commitment,
+                                      sealed_box=box.box) is None
         self.event(open=Open(item=item, start_amount=start, currency="USDt",
                              ends_at_ms=ends_at, extend_ms=extend, min_increment=increment,
-                             reserve=reserve))
+                             reserve=reserve, sealed_reserve=box.commitment,
+                             sealed_reserve_box=box.box))
         return AuctionKey(self.node_id, len(self.log))
 
     def signed_bid(self, who: Identity, key: AuctionKey, amount: str) -> SignedBid:
@@ -64,8 +68,17 @@ class ClockedAuthor:
         return self.event(stamp, accept=Accept(bid=bid))
 
     def close(self, key: AuctionKey) -> SignedEvent:
+        """Close ``key``, revealing its sealed reserve if it has one (as the node does)."""
         assert self.ledger.check_close(key, self.node_id) is None
-        return self.event(close=Close(auction=key.message()))
+        auction = self.ledger.auction(key)
+        assert auction is not None
+        terms = auction.terms
+        if not terms.sealed_reserve:
+            return self.event(close=Close(auction=key.message()))
+        reveal = open_box(self.identity, Sealed(terms.sealed_reserve, terms.sealed_box))
+        assert reveal is not None
+        return self.event(close=Close(auction=key.message(), reserve=reveal.reserve,
+                                      reserve_key=reveal.key))
 
     def forge(self, time_ms: int, **body: object) -> SignedEvent:
         """A validly signed next event stamped ``time_ms``, NOT checked or applied here:
@@ -81,6 +94,7 @@ def outcome(ledger: Ledger) -> object:
     """Everything timed auctions must agree on across nodes, in a comparable form."""
     return [
         (a.key, a.terms, a.ends_ms, a.closed, a.closed_ms, a.ended_by_time, a.reserve_met,
+         a.reserve,
          None if a.winner is None else (a.winner.bidder, a.winner.amount),
          [(b.bidder, b.amount, b.time_ms) for b in a.bids])
         for a in ledger.auctions(include_closed=True)

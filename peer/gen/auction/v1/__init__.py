@@ -376,6 +376,11 @@ class AuctionView(betterproto2.Message):
         17, betterproto2.TYPE_ENUM, default_factory=lambda: CloseReason(0)
     )
 
+    reserve_sealed: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    """
+    the reserve is sealed; `reserve` holds it once revealed
+    """
+
     bid_count: "int" = betterproto2.field(30, betterproto2.TYPE_INT64)
     """
     how many bids the auction has accepted in all
@@ -466,6 +471,16 @@ default_message_pool.register_message("auction.v1", "BidView", BidView)
 @dataclass(eq=False, repr=False)
 class Close(betterproto2.Message):
     auction: "AuctionId | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    reserve: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    reveals the Open's sealed reserve (empty: none sealed)
+    """
+
+    reserve_key: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+    """
+    the key of the sealed reserve's commitment
+    """
 
 
 default_message_pool.register_message("auction.v1", "Close", Close)
@@ -753,6 +768,17 @@ class Open(betterproto2.Message):
     decimal, public; below it the auction ends with no sale
     """
 
+    sealed_reserve: "bytes" = betterproto2.field(8, betterproto2.TYPE_BYTES)
+    """
+    A sealed reserve instead (peer/sealed_reserve.py): sha256(domain, key, reserve),
+    with key and reserve revealed in the Close, which every node checks.
+    """
+
+    sealed_reserve_box: "bytes" = betterproto2.field(9, betterproto2.TYPE_BYTES)
+    """
+    the reserve, readable by the seller's key alone
+    """
+
 
 default_message_pool.register_message("auction.v1", "Open", Open)
 
@@ -780,6 +806,11 @@ class OpenRequest(betterproto2.Message):
     min_increment: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
     reserve: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    sealed_reserve: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    sealed by the node, revealed when it closes
+    """
 
 
 default_message_pool.register_message("auction.v1", "OpenRequest", OpenRequest)
