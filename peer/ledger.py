@@ -505,11 +505,15 @@ class Ledger:
             key = AuctionKey(event.author, event.seq)
             del self._auctions[key]
             self._nonces.pop(key, None)
+            self._timed_open.discard(key)
         else:
             assert isinstance(body, CheckedClose)
             auction = self._auctions[body.key]
             auction.closed = False
             auction.closed_ms = None
+            auction.revealed_reserve = None
+            if auction.terms.timed:
+                self._timed_open.add(body.key)
         log.hashes.pop()
         log.times.pop()
         log.last_time_ms = log.times[-1] if log.times else None

@@ -652,7 +652,14 @@ class Node:
         closed = 0
         for auction in self.ledger.timed_open_auctions():
             if auction.seller == own and auction.has_ended(now):
-                await self._close_ended(auction)
+                try:
+                    await self._close_ended(auction)
+                except StorageUnavailable as exc:
+                    # Start anyway: bids are refused by the end's stamp, and the
+                    # deadline loop closes it once the log can be written again.
+                    log.warning("%s: cannot close %s yet: %s", self.config.name,
+                                auction.label, exc.reason)
+                    return closed
                 log.info("%s: closed %s, which ended while this node was offline",
                          self.config.name, auction.label)
                 closed += 1
@@ -668,10 +675,17 @@ class Node:
             changed = self._deadlines_changed = trio.Event()
             try:
                 due_in_ms = await self._handle_due()
-            except Exception:  # storage trouble: say so, keep the node, try again later
+            except StorageUnavailable as exc:  # the outage is logged where it starts
+                log.debug("%s: automatic close waits for the log: %s", self.config.name,
+                          exc.reason)
+                # A plain sleep: the failed write itself set `changed`.
+                await trio.sleep(CLOSE_RETRY_DELAY)
+                continue
+            except Exception:  # a bug: say so, keep the node, try again later
                 log.exception("%s: automatic close failed; retrying in %.0f s",
                               self.config.name, CLOSE_RETRY_DELAY)
-                due_in_ms = int(CLOSE_RETRY_DELAY * 1000)
+                await trio.sleep(CLOSE_RETRY_DELAY)
+                continue
             if due_in_ms is None:
                 await changed.wait()
             else:

@@ -38,11 +38,20 @@ WATCHER = Identity.from_seed(b"\x03" * 32, "Client#3")
 
 
 class _MemoryStore:
+    """Appends to a list; ``broken`` makes them fail as a full disk would."""
+
     def __init__(self) -> None:
         self.rows: list[StoredEvent] = []
+        self.broken = False
+        self.failure = None  # the real store's refusal while an undo is pending: none here
 
     async def append(self, events: list[StoredEvent]) -> None:
+        if self.broken:
+            raise OSError(28, "No space left on device")
         self.rows.extend(events)
+
+    def resume(self) -> None:
+        pass
 
 
 class _RecordingMesh:
@@ -240,5 +249,35 @@ def test_the_sellers_automatic_close_reveals_its_sealed_reserve(
                                ).rejection is None
         revealed = other.auction(key)
         assert revealed is not None and revealed.closed and revealed.reserve == 70
+
+    trio.run(main, clock=clock)
+
+
+def test_a_seller_whose_disk_fails_at_its_return_starts_and_closes_once_it_can_write(
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
+    async def main() -> None:
+        before = ClockedAuthor(SELLER)
+        key = before.open("Pic#3", "50", ends_in=3_000)
+        await trio.sleep(10.0)
+        node, store, _ = _node(tmp_path, SELLER)
+        for signed in before.log:
+            assert node.ledger.apply(signed, verified=True).rejection is None
+        store.broken = True
+        assert await node.close_overdue() == 0  # no crash: the node starts anyway
+        auction = node.ledger.auction(key)
+        assert auction is not None and not auction.closed  # the failed Close was undone
+        refused = await node.on_place_bid(make_signed_bid(BIDDER, key, "60", "USDt", 1,
+                                                          _wall_ms()))
+        assert refused.rejected is not None
+        assert refused.rejected.code == RejectCode.AUCTION_ENDED
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.deadline_loop)
+            await trio.sleep(5.0)  # retried meanwhile, the disk still full
+            assert not auction.closed and store.rows == []
+            store.broken = False
+            await trio.sleep(2.0)
+            assert auction.closed and auction.ended_by_time
+            assert [row.seq for row in store.rows] == [2]
+            nursery.cancel_scope.cancel()
 
     trio.run(main, clock=clock)
