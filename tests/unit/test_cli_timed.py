@@ -54,11 +54,12 @@ def test_bad_terms_are_usage_errors_before_any_node_is_asked(
     assert message in capsys.readouterr().err
 
 
-def test_ends_in_and_ends_at_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(["open", "P", "1", "--ends-in", "1m", "--ends-at",
-                                   "2026-12-24T18:00Z"])
-    assert info.value.code == EXIT_USAGE
+def test_ends_in_and_ends_at_exclude_each_other(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["open", "P", "1", "--ends-in", "1m", "--ends-at", "2026-12-24T18:00Z",
+                 "--data-dir", str(tmp_path)])
+    assert code == EXIT_USAGE
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def _bid(name: str, amount: str) -> BidView:
@@ -95,10 +96,10 @@ def test_show_and_list_of_an_auction_that_ended_awaiting_close() -> None:
     assert "  increment:   1 USDt" in lines
     assert "  reserve:     60 USDt (met)" in lines
     assert "  will win:    Client#2 -> 61 USDt" in lines
-    (line,) = list_lines([view], NOW + 6_000)
+    (line,) = list_lines([view], now_ms=NOW + 6_000)
     assert "ended" in line and "(ended)" in line
     running = _view(ends_at_ms=NOW + 12_000, bids=[_bid("Client#2", "55")])
-    (line,) = list_lines([running], NOW)
+    (line,) = list_lines([running], now_ms=NOW)
     assert "best Client#2 -> 55 USDt  (12s left)" in line
 
 
@@ -113,7 +114,7 @@ def test_closed_views_and_notifications_say_how_it_closed_and_the_reserve_outcom
     shown = auction_json(no_sale)
     assert shown["winner"] is None and shown["closed_by"] == "ended"
     assert shown["result"] == "no sale (reserve not met)" and shown["reserve"] == "60"
-    assert "no sale (reserve not met), best 55 USDt" in list_lines([no_sale], NOW)[0]
+    assert "no sale (reserve not met), best 55 USDt" in list_lines([no_sale], now_ms=NOW)[0]
     note = notification_json(Notification(kind=NotificationKind.CLOSED, auction=no_sale,
                                           text="x"))
     assert (note["winner"], note["closed_by"], note["result"]) == (
@@ -130,13 +131,14 @@ def test_closed_views_and_notifications_say_how_it_closed_and_the_reserve_outcom
 
 
 def test_a_sealed_reserve_is_shown_as_sealed_until_it_is_revealed(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["open", "Pic#5", "10", "--ends-in", "1m",
                                       "--sealed-reserve", "60", "--name", "C"])
     request = _open_request(args)
     assert (request.sealed_reserve, request.reserve) == ("60", "")
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["open", "P", "1", "--reserve", "5", "--sealed-reserve", "6"])
+    code = main(["open", "P", "1", "--reserve", "5", "--sealed-reserve", "6", "--data-dir",
+                 str(tmp_path)])
+    assert code == EXIT_USAGE
     assert "not allowed with" in capsys.readouterr().err
     ended = _view(state=AuctionState.ENDED, ends_at_ms=NOW, reserve_sealed=True,
                   bids=[_bid("Client#2", "61")])
