@@ -38,6 +38,7 @@ from bench import bench_core
 from bench._harness import Cluster, log, rss_kib
 from peer import paths
 from peer.gen.auction.v1 import SignedEvent
+from peer.identity import Identity
 
 EVENTS = 100_000
 VERIFY_SAMPLE = 20_000
@@ -51,9 +52,14 @@ def workload(events: int) -> tuple[SignedEvent, ...]:
 
 
 def fill_data_dir(data_dir: Path, signed: list[SignedEvent]) -> None:
-    """A node data dir whose store already holds ``signed`` (no key: the node makes one)."""
+    """A node data dir whose store already holds ``signed``, with a key of its own.
+
+    A node refuses to start on events without a key (its identity must never be
+    replaced silently), so the key is made here, as a first start would have.
+    """
     data_dir.mkdir(parents=True, mode=0o700)
     trio.run(bench_core._fill, paths.database_path(data_dir), signed)
+    Identity.load_or_create(paths.key_path(data_dir), data_dir.name)
 
 
 def copy_data_dir(source: Path, target: Path) -> None:
@@ -61,6 +67,8 @@ def copy_data_dir(source: Path, target: Path) -> None:
     for f in source.iterdir():
         if f.name.startswith("events.sqlite3"):
             shutil.copy(f, target / f.name)
+    # The same events, but a node of its own: a new key, not a copy of the source's.
+    Identity.load_or_create(paths.key_path(target), target.name)
 
 
 def _empty_start(cluster: Cluster) -> float:
