@@ -35,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from grpclib.client import Channel
+from grpclib.client import Handler as ClientHandler
 from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.metadata import encode_grpc_message
@@ -45,7 +47,8 @@ from h2.events import DataReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 
-__all__ = ["GuardedProtocol", "TransportGuard", "TransportLimits", "cut_connection"]
+__all__ = ["GuardedChannel", "GuardedProtocol", "TransportGuard", "TransportLimits",
+           "cut_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +127,11 @@ class GuardedProcessor(EventsProcessor):
     """grpclib's h2 event processor, following each stream's gRPC framing."""
 
     def __init__(self, handler: AbstractHandler, connection: Connection,
-                 h2_connection: Any, guard: TransportGuard) -> None:
+                 h2_connection: Any, guard: TransportGuard, *, client: bool = False) -> None:
         super().__init__(handler, connection)
         self._h2 = h2_connection
         self._guard = guard
+        self._client = client
         self._framing: dict[int, _Framing] = {}
         self._in_flight = 0
 
@@ -213,15 +217,19 @@ class GuardedProcessor(EventsProcessor):
         log.info("refused a message on stream %d: %s", stream_id, reason)
         h2_stream = self._h2.streams.get(stream_id)
         try:
-            if h2_stream is not None and h2_stream.open:
+            if self._client:
+                # A reply too large: cancel the call; the caller sees the stream end.
+                self._h2.reset_stream(stream_id, error_code=ErrorCodes.CANCEL)
+            elif h2_stream is not None and h2_stream.open:
                 trailers = [("grpc-status", str(Status.RESOURCE_EXHAUSTED.value)),
                             ("grpc-message", encode_grpc_message(reason))]
                 if not h2_stream.state_machine.headers_sent:
                     trailers = [(":status", "200"),
                                 ("content-type", "application/grpc+proto"), *trailers]
                 self._h2.send_headers(stream_id, trailers, end_stream=True)
-            # The sender must stop: the rest of the message is never read.
-            self._h2.reset_stream(stream_id, error_code=ErrorCodes.NO_ERROR)
+            if not self._client:
+                # The sender must stop: the rest of the message is never read.
+                self._h2.reset_stream(stream_id, error_code=ErrorCodes.NO_ERROR)
         except ProtocolError:  # the stream closed meanwhile; nothing left to end
             pass
         self.connection.flush()
@@ -235,9 +243,11 @@ class GuardedProtocol(H2Protocol):
     """grpclib's server protocol with ``TransportLimits`` applied."""
 
     def __init__(self, handler: AbstractHandler, config: Configuration,
-                 h2_config: H2Configuration, guard: TransportGuard) -> None:
+                 h2_config: H2Configuration, guard: TransportGuard, *,
+                 client: bool = False) -> None:
         super().__init__(handler, config, h2_config)
         self._guard = guard
+        self._client = client
         self._address: str | None = None
         self._last_activity = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -248,7 +258,9 @@ class GuardedProtocol(H2Protocol):
         limits = self._guard.limits
         h2_connection = self.connection._connection
         self.processor = GuardedProcessor(self.handler, self.connection, h2_connection,
-                                          self._guard)
+                                          self._guard, client=self._client)
+        if self._client:
+            return  # connection caps, settings and the idle timeout are the server's
         h2_connection.update_settings({
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
@@ -306,6 +318,24 @@ class GuardedProtocol(H2Protocol):
             pass
         if close:
             self.connection.close()
+
+
+class GuardedChannel(Channel):
+    """grpclib's ``Channel`` whose replies are bounded like requests on our server.
+
+    A peer we call (it answered ``Hello``, or Grape listed it) could answer ``Sync``
+    with a message declared 2^31-1 bytes long; grpclib's client would buffer it all
+    before the codec saw its size. Here such a reply cancels the call at its prefix.
+    """
+
+    def __init__(self, *args: Any, limits: TransportLimits | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = TransportGuard(limits or TransportLimits())
+
+    def _protocol_factory(self) -> H2Protocol:
+        return GuardedProtocol(ClientHandler(), self._config, self._h2_config, self._guard,
+                               client=True)
 
 
 def cut_connection(server_stream: Any) -> None:

@@ -63,6 +63,7 @@ from peer.gen.auction.v1 import (
     SignedBid,
     SignedEvent,
 )
+from peer.h2_guard import GuardedChannel
 from peer.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
 from peer.identity import Identity
 from peer.warn_once import WarnOnce
@@ -154,7 +155,7 @@ class PeerLink:
             raise trio.ClosedResourceError("the mesh is shut down")
         if self.channel is None:
             host, _, port = self.address.rpartition(":")
-            self.channel = Channel(host, int(port), codec=LimitedCodec())
+            self.channel = GuardedChannel(host, int(port), codec=LimitedCodec())
             self.opened.append(self.channel)
         return self.channel
 

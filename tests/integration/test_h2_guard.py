@@ -8,9 +8,13 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import grpclib.const
+from grpclib.const import Cardinality
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.health.service import Health
+from grpclib.server import Server as GrpclibServer
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -22,7 +26,9 @@ from h2.events import (
 )
 from h2.settings import SettingCodes
 
-from peer.h2_guard import TransportGuard, TransportLimits
+from peer.codec import LimitedCodec
+from peer.gen.auction.v1 import PeerStub, SyncReply, SyncRequest
+from peer.h2_guard import GuardedChannel, TransportGuard, TransportLimits
 from peer.server import Server
 from tests.h2_attacker import MiB, declare_huge, open_h2
 
@@ -83,7 +89,8 @@ def test_settings_are_set_on_purpose() -> None:
                     if isinstance(event, RemoteSettingsChanged):
                         changed.update({k: v.new_value
                                         for k, v in event.changed_settings.items()})
-                return SettingCodes.MAX_CONCURRENT_STREAMS in changed
+                # grpclib sends h2's defaults first, the guard's values right after.
+                return changed.get(SettingCodes.MAX_CONCURRENT_STREAMS) == 7
             _events_until(sock, conn, done)
             return changed
 
@@ -167,3 +174,50 @@ def test_idle_connections_are_closed() -> None:
     assert any(isinstance(e, ConnectionTerminated) and e.error_code == ErrorCodes.NO_ERROR
                for e in seen)
     assert guard.idle_closed == 1 and guard.total_connections == 0
+
+
+def test_a_reply_declared_huge_cancels_the_call_at_its_prefix() -> None:
+    """What a node calling a hostile peer's Sync sees (peer.mesh uses GuardedChannel)."""
+    sent = 0
+
+    async def huge_reply(stream: Any) -> None:
+        nonlocal sent
+        await stream.recv_message()
+        await stream.send_initial_metadata()
+        raw = stream._stream  # below grpclib's codec: a prefix it would never write
+        await raw.send_data(b"\x00" + (2**31 - 1).to_bytes(4, "big"))
+        chunk = b"\x00" * 16384
+        while sent < 256 * MiB:
+            try:
+                # Once the caller has cancelled, no window comes back: stop there.
+                await asyncio.wait_for(raw.send_data(chunk), 2)
+            except (TimeoutError, StreamTerminatedError, ConnectionError):
+                return
+            sent += len(chunk)
+
+    class Hostile:
+        def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+            return {"/auction.v1.Peer/Sync": grpclib.const.Handler(
+                huge_reply, Cardinality.UNARY_STREAM, SyncRequest, SyncReply)}
+
+    async def main() -> type[BaseException]:
+        server = GrpclibServer([Hostile()], codec=LimitedCodec())
+        await server.start("127.0.0.1", 0)
+        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        channel = GuardedChannel("127.0.0.1", port, codec=LimitedCodec())
+        try:
+            async with asyncio.timeout(20):
+                async for _ in PeerStub(channel).sync(SyncRequest()):
+                    pass
+        except Exception as exc:
+            return type(exc)
+        finally:
+            channel.close()
+            server.close()
+            async with asyncio.timeout(10):
+                await server.wait_closed()
+        raise AssertionError("the huge reply was accepted")
+
+    assert asyncio.run(main()) is StreamTerminatedError
+    # The caller's windows (4 MiB, grpclib's client default) bound what got through.
+    assert sent <= 8 * MiB, sent
