@@ -19,7 +19,7 @@ It counts what it managed to send, so a test can tell how much a client read.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h11
 import trio
@@ -39,7 +39,6 @@ class HostileGrape:
     requests: int = 0
     lookups: int = 0
     _next_address: int = 0
-    _listeners: list[trio.SocketListener] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -50,7 +49,13 @@ class HostileGrape:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self)
-        await trio.serve_listeners(self._handle, listeners)
+        try:
+            await trio.serve_listeners(self._handle, listeners)
+        finally:
+            # serve_listeners leaves them open when cancelled; a listening socket left
+            # for the garbage collector is a ResourceWarning in whatever test runs then.
+            for listener in listeners:
+                listener.socket.close()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
