@@ -96,6 +96,23 @@ def test_damaged_key_is_exit_4_and_is_kept(tmp_path: Path) -> None:
     assert (data_dir / "node.key").read_bytes() == b"not a key"
 
 
+def test_damaged_store_is_exit_4_names_the_file_and_is_kept(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    data_dir.mkdir(mode=0o700)
+    Identity.load_or_create(data_dir / "node.key", "A")
+    database = data_dir / "events.sqlite3"
+    database.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # a torn header page
+    damaged = database.read_bytes()
+    result = _serve("--name", "A", "--data-dir", str(data_dir), "--grape",
+                    "http://127.0.0.1:9", "--json")
+    assert result.returncode == 4
+    _one_line_failure(result, str(database))
+    assert _json_error(result)["error"] == "DATA_DIR_UNUSABLE"
+    assert database.read_bytes() == damaged
+    assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith("events")) == [
+        "events.sqlite3"]
+
+
 @pytest.mark.parametrize(("flag", "present", "absent"), [
     ("-q", " ERROR ", " INFO "), ("", " INFO ", " DEBUG "), ("-v", " DEBUG ", "\0")])
 def test_log_levels(tmp_path: Path, flag: str, present: str, absent: str) -> None:
