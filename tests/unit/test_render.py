@@ -40,6 +40,8 @@ def _bid(amount: str, name: str = "Client#2") -> BidView:
 
 def _view(*, bids: list[BidView] | None = None, closed: bool = False, seller: bytes = SELLER,
           item: str = "Pic#1", **more: object) -> AuctionView:
+    # Without a reserve, as the node fills it in: met as soon as there is a bid.
+    more.setdefault("reserve_met", bool(bids) or "best" in more)
     return AuctionView(id=f"{seller.hex()}:1", seller=seller, seller_name="Client#1",
                        item=item, start_amount="75", currency="USDt",
                        state=AuctionState.CLOSED if closed else AuctionState.OPEN,
@@ -89,6 +91,10 @@ def test_show_the_winner_or_that_there_was_none() -> None:
     won = _view(bids=[_bid("75"), _bid("80")], closed=True)
     assert auction_lines(won)[-1] == "  winner:      Client#2 -> 80 USDt"
     assert auction_json(won)["winner"]["amount"] == "80"
+    below_reserve = _view(bids=[_bid("75")], closed=True, reserve="100", reserve_met=False)
+    assert auction_lines(below_reserve)[-1] == (
+        "  winner:      none, no sale (reserve not met)")
+    assert auction_json(below_reserve)["winner"] is None
     unsold = _view(closed=True)
     assert auction_lines(unsold)[-1] == "  winner:      none (closed with no bids)"
     assert auction_json(unsold)["winner"] is None and auction_json(unsold)["state"] == "closed"
