@@ -16,6 +16,7 @@ from grpclib.const import Status
 from grpclib.encoding.proto import ProtoCodec
 
 from peer.envelopes import decode_push, decode_sync_reply, encode_push, encode_sync_reply
+from peer.fast_encode import FAST_ENCODERS
 from peer.gen.auction.v1 import PushRequest, SyncReply
 from peer.proto_check import check_types
 
@@ -28,9 +29,11 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 # The envelopes that carry events in bulk get a hand-written codec: betterproto2
 # costs more per event than the signature check (peer/envelopes.py).
+# So do the replies a node encodes once per bid (peer/fast_encode.py).
 _FAST_ENCODE: Final[dict[type, Callable[[Any], bytes]]] = {
     SyncReply: encode_sync_reply,
     PushRequest: encode_push,
+    **FAST_ENCODERS,
 }
 _FAST_DECODE: Final[dict[type, Callable[[bytes], Any]]] = {
     SyncReply: decode_sync_reply,
