@@ -28,14 +28,20 @@ _bytes = st.binary(max_size=40)
 
 bid_views = st.builds(BidView, bidder=_bytes, bidder_name=_text, amount=_text,
                       currency=_text, time_ms=_int64)
-auction_views = st.builds(
-    AuctionView, id=_text, seller=_bytes, seller_name=_text, item=_text,
+_AUCTION_FIELDS = dict(
+    id=_text, seller=_bytes, seller_name=_text, item=_text,
     start_amount=_text, currency=_text, state=st.sampled_from(list(AuctionState)),
     bids=st.lists(bid_views, max_size=3), opened_ms=_int64, closed_ms=_int64,
     ends_at_ms=_int64, announced_ends_at_ms=_int64, extend_ms=_int64,
     min_increment=_text, reserve=_text, reserve_met=st.booleans(),
-    close_reason=st.sampled_from(list(CloseReason)), bid_count=_int64,
-    first_bid_index=_int64, best=st.none() | bid_views)
+    close_reason=st.sampled_from(list(CloseReason)), reserve_sealed=st.booleans(),
+    bid_count=_int64, first_bid_index=_int64, best=st.none() | bid_views)
+auction_views = st.builds(AuctionView, **_AUCTION_FIELDS)
+
+
+def test_every_field_of_an_auction_view_is_drawn() -> None:
+    # A field added to the proto must be added above, or the tests below miss it.
+    assert set(_AUCTION_FIELDS) == set(AuctionView._betterproto.meta_by_field_name)
 rejections = st.builds(Rejection, code=st.sampled_from(list(RejectCode)), reason=_text)
 control_replies = st.one_of(
     st.builds(ControlReply, auction=auction_views, accepted_bid=st.none() | bid_views),
