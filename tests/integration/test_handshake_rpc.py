@@ -96,7 +96,8 @@ async def test_malformed_handshakes_are_refused_and_the_node_goes_on(tmp_path: P
         statuses: list[Status | None] = []
 
         @settings(max_examples=40, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+                  suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                         HealthCheck.too_slow])
         @given(node_id=st.binary(max_size=40), challenge=st.binary(min_size=1, max_size=40),
                proof=st.binary(max_size=80))
         def one(node_id: bytes, challenge: bytes, proof: bytes) -> None:
