@@ -184,8 +184,8 @@ def test_reference_scenario_vanished_host_and_restart_across_hosts(
     _ok(one, "close", "Client#1->Pic#2")
     two.start()
     assert two.ready["port"] == port
-    assert two.ready["self_check"] == "passed"
-    assert two.ready["synced"] >= 2  # at least the bid and the close it missed
+    assert two.ready["self_check"] == "passed", two.ready
+    assert two.ready["synced"] >= 2, two.ready  # at least the bid and the close it missed
     shown = _ok(two, "show", "Client#1->Pic#2")
     assert shown["state"] == "closed"
     assert (shown["winner"]["bidder"], shown["winner"]["amount"]) == ("Client#4",
