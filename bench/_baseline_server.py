@@ -22,8 +22,10 @@ from typing import Any
 import trio
 
 from peer import aio
-from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.signed_events import make_signed_bid, sign_event
 from peer.gen.auction.v1 import (
     Accept,
     Event,
@@ -39,10 +41,8 @@ from peer.gen.auction.v1 import (
     SyncReply,
     SyncRequest,
 )
-from peer.identity import Identity
 from peer.rpc import PeerService
 from peer.server import Server
-from peer.signed_events import make_signed_bid, sign_event
 
 
 def sample_reply() -> PlaceBidReply:

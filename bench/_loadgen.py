@@ -32,11 +32,11 @@ from grpclib.client import Channel
 
 from bench._harness import percentiles
 from peer import aio
-from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub, PlaceBidReply, SignedBid
-from peer.identity import Identity
-from peer.signed_events import make_signed_bid
 
 CALL_TIMEOUT = 10.0
 MAX_RUN_S = 120.0  # a hard bound on any one generator

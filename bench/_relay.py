@@ -36,8 +36,10 @@ from grpclib.client import Channel
 
 from bench._baseline_server import sample_reply
 from peer import aio
-from peer.auctions import AuctionKey
 from peer.codec import LimitedCodec
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import (
     AuctionState,
     AuctionView,
@@ -50,9 +52,7 @@ from peer.gen.auction.v1 import (
     PlaceBidReply,
     SignedBid,
 )
-from peer.identity import Identity
 from peer.server import Server
-from peer.signed_events import make_signed_bid
 
 
 class GroupCommit:

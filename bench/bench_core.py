@@ -34,9 +34,9 @@ from pathlib import Path
 
 import trio
 
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
 from peer.gen.auction.v1 import Accept, AuctionId, Bid, Event, Open, SignedBid, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
 from peer.store import EventStore, StoredEvent
 
 EVENTS = 100_000

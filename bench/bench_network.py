@@ -4,7 +4,7 @@
 with the others. Every node is its own ``python -m peer serve --json`` process on
 127.0.0.1 with one localgrape (see ``bench._harness``); bidders are separate
 ``bench._loadgen`` processes calling the seller's public ``Peer.PlaceBid`` with bids
-signed by ``peer.signed_events.make_signed_bid``, each worker on its own auction.
+signed by ``peer.core.signed_events.make_signed_bid``, each worker on its own auction.
 
 - ``throughput``: accepted bids/s at the seller (each validated, signed, fsynced and
   queued to every peer) with 1, 16 and 64 concurrent bidders, in networks of 3 and 10

@@ -37,8 +37,8 @@ import trio
 from bench import bench_core
 from bench._harness import Cluster, log, rss_kib
 from peer import paths
+from peer.core.identity import Identity
 from peer.gen.auction.v1 import SignedEvent
-from peer.identity import Identity
 
 EVENTS = 100_000
 VERIFY_SAMPLE = 20_000

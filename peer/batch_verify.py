@@ -5,7 +5,7 @@ PyNaCl releases the GIL while it verifies, so the checks of one batch run on as
 many threads as the machine has cores; the ledger then applies the batch with
 ``verified=True`` for the events that passed.
 
-An :class:`IncomingBatch` decodes every event once (:func:`peer.signed_events.decode_signed`)
+An :class:`IncomingBatch` decodes every event once (:func:`peer.core.signed_events.decode_signed`)
 and that one decoding serves the duplicate check, the signature checks and the
 apply. Its checks can be started (:meth:`IncomingBatch.verify`, in a task of the
 caller's nursery) well before the batch is applied (:meth:`IncomingBatch.verified`),
@@ -20,16 +20,16 @@ from typing import Final
 
 import trio
 
-from peer.gen.auction.v1 import SignedEvent
-from peer.ledger import Ledger
-from peer.rules import Rejection
-from peer.signed_events import (
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection
+from peer.core.signed_events import (
     DecodedEvent,
     SignatureCheck,
     checks_pass,
     decode_signed,
     signature_checks,
 )
+from peer.gen.auction.v1 import SignedEvent
 from peer.verify_pool import VerifyPool
 
 __all__ = ["CHUNK", "PARALLEL_MIN", "POOL_CHUNK", "IncomingBatch", "preverify"]

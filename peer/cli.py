@@ -35,6 +35,7 @@ from peer import exit_codes, paths
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
 from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
 from peer.control_socket import ControlSocketError
+from peer.core.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.gen.auction.v1 import (
     AuctionState,
     BidRequest,
@@ -61,7 +62,6 @@ from peer.render import (
     status_json,
     status_lines,
 )
-from peer.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 
 EXIT_OK = exit_codes.OK

@@ -15,10 +15,10 @@ from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.encoding.proto import ProtoCodec
 
-from peer.envelopes import decode_push, decode_sync_reply, encode_push, encode_sync_reply
-from peer.fast_encode import FAST_ENCODERS
+from peer.core.envelopes import decode_push, decode_sync_reply, encode_push, encode_sync_reply
+from peer.core.fast_encode import FAST_ENCODERS
+from peer.core.proto_check import check_types
 from peer.gen.auction.v1 import PushRequest, SyncReply
-from peer.proto_check import check_types
 
 __all__ = ["MAX_MESSAGE_BYTES", "LimitedCodec"]
 
@@ -28,8 +28,8 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 
 # The envelopes that carry events in bulk get a hand-written codec: betterproto2
-# costs more per event than the signature check (peer/envelopes.py).
-# So do the replies a node encodes once per bid (peer/fast_encode.py).
+# costs more per event than the signature check (peer/core/envelopes.py).
+# So do the replies a node encodes once per bid (peer/core/fast_encode.py).
 _FAST_ENCODE: Final[dict[type, Callable[[Any], bytes]]] = {
     SyncReply: encode_sync_reply,
     PushRequest: encode_push,

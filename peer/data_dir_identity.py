@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peer import paths
-from peer.identity import Identity, IdentityError
+from peer.core.identity import Identity, IdentityError
 from peer.store import EventStore
 
 __all__ = ["StartIdentity"]

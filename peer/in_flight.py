@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
-from peer.auctions import Auction, AuctionKey, BidAccepted, Closed, Notification, Opened
-from peer.ledger import LoggedEvent
+from peer.core.auctions import Auction, AuctionKey, BidAccepted, Closed, Notification, Opened
+from peer.core.ledger import LoggedEvent
 
 __all__ = ["Commit", "InFlight"]
 

@@ -1,7 +1,7 @@
 """The peer set: who is out there, who is up, and sending to them.
 
 Addresses come from Grape and are only candidates; a peer is known by the node id
-it *proves* in ``Hello`` (``peer.handshake``: it signs our fresh challenge and the
+it *proves* in ``Hello`` (``peer.core.handshake``: it signs our fresh challenge and the
 address we dialed with that id's key), never by one it merely claims. Several
 addresses may prove one id (a restarted node, two interfaces): one of them is used,
 the others are kept as duplicates and probed again as soon as the used one goes
@@ -46,8 +46,10 @@ from peer.address_book import (
     peer_views,
 )
 from peer.backoff import Backoff
-from peer.bid_replies import check_bid_reply
 from peer.codec import LimitedCodec
+from peer.core.bid_replies import check_bid_reply
+from peer.core.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
+from peer.core.identity import Identity
 from peer.gen.auction.v1 import (
     Head,
     HelloReply,
@@ -64,8 +66,6 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.h2_guard import GuardedChannel
-from peer.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
-from peer.identity import Identity
 from peer.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
@@ -651,7 +651,7 @@ class Mesh:
         """Send a bid to the seller's node; None when the seller cannot be reached.
 
         Only an address that proves the seller's id gets the bid, and only an answer
-        the seller's key vouches for is returned (``peer.bid_replies``): anything
+        the seller's key vouches for is returned (``peer.core.bid_replies``): anything
         else marks that address down and the next one that proved the id is tried.
         A call that fails or times out is not retried elsewhere (the seller may have
         taken the bid), unless the connection was refused: a stale address of a

@@ -27,12 +27,18 @@ from grpclib.health.service import Health
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import aio, exit_codes, paths, port_memory
 from peer.address_book import AddressLimits
-from peer.auctions import Auction, AuctionKey, best_bid_only
 from peer.batch_verify import IncomingBatch
-from peer.bid_replies import signed_rejection
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig, with_env_overrides
 from peer.control_socket import ControlSocketError, prepare_to_listen
+from peer.core.auctions import Auction, AuctionKey, best_bid_only
+from peer.core.bid_replies import signed_rejection
+from peer.core.handshake import Challenges, HandshakeError, same_endpoint, verify_caller
+from peer.core.identity import Identity, IdentityError, verify
+from peer.core.ledger import ApplyResult, Ledger, LoggedEvent
+from peer.core.rules import Rejection, format_amount, parse_amount
+from peer.core.sealed_reserve import Sealed, open_box, seal
+from peer.core.signed_events import DecodedEvent, decode_signed, make_signed_bid, sign_event
 from peer.data_dir_identity import StartIdentity
 from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
@@ -69,11 +75,8 @@ from peer.gen.auction.v1 import (
 )
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
-from peer.handshake import Challenges, HandshakeError, same_endpoint, verify_caller
-from peer.identity import Identity, IdentityError, verify
 from peer.in_flight import Commit, InFlight
 from peer.in_order import InOrder
-from peer.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.mesh import Mesh, PeerLink
 from peer.names import record_owner
 from peer.notifications import LedgerNotification, ended_message, notification_message
@@ -81,11 +84,8 @@ from peer.output import Output
 from peer.progress import SyncProgress, expected_events
 from peer.rate_limit import PeerRateLimiter
 from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
-from peer.rules import Rejection, format_amount, parse_amount
-from peer.sealed_reserve import Sealed, open_box, seal
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
-from peer.signed_events import DecodedEvent, decode_signed, make_signed_bid, sign_event
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
 from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
@@ -803,7 +803,7 @@ class Node:
         """Answer a Hello with a proof of our key over the caller's challenge.
 
         ``reached_at`` is the local socket address the caller's connection reached;
-        we sign only that address (``peer.handshake``). A Hello without a challenge
+        we sign only that address (``peer.core.handshake``). A Hello without a challenge
         (an older caller) gets a reply that proves nothing.
         """
         identity = self.identity
@@ -868,7 +868,7 @@ class Node:
             else:
                 return PlaceBidReply(accepted=signed)
         # Signed: the bidder shows it only if our key vouches for it, and can show it
-        # to anyone (peer/bid_replies.py).
+        # to anyone (peer/core/bid_replies.py).
         return signed_rejection(self.identity, bid, RejectionMsg(code=rejection.code,
                                                                  reason=rejection.reason))
 

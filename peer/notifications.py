@@ -6,10 +6,10 @@ consumer names auctions, amounts and winners the same way.
 
 from __future__ import annotations
 
-from peer.auctions import Auction, BidAccepted, Opened, best_bid_only
-from peer.auctions import Notification as LedgerNotification  # the wire has a Notification
+from peer.core.auctions import Auction, BidAccepted, Opened, best_bid_only
+from peer.core.auctions import Notification as LedgerNotification  # the wire has a Notification
+from peer.core.rules import format_amount
 from peer.gen.auction.v1 import AuctionView, Notification, NotificationKind
-from peer.rules import format_amount
 from peer.views import bid_view, summary_view
 
 __all__ = ["LedgerNotification", "ended_message", "notification_message"]

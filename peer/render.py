@@ -11,6 +11,7 @@ import itertools
 import time
 from typing import Any
 
+from peer.core.rules import format_duration, format_time
 from peer.gen.auction.v1 import (
     AuctionState,
     AuctionView,
@@ -20,7 +21,6 @@ from peer.gen.auction.v1 import (
     NotificationKind,
     StatusReply,
 )
-from peer.rules import format_duration, format_time
 
 __all__ = [
     "auction_json",

@@ -1,7 +1,7 @@
 """The child side of :mod:`peer.verify_pool`: Ed25519 checks in a process of their own.
 
 ``python -m peer.verify_worker`` reads jobs from stdin and writes answers to stdout
-until stdin closes. It imports nothing of the node but :func:`peer.identity.verify`,
+until stdin closes. It imports nothing of the node but :func:`peer.core.identity.verify`,
 so it starts in a fraction of a second.
 
 Framing (all integers big-endian):
@@ -23,7 +23,7 @@ import struct
 import sys
 from typing import BinaryIO, Final
 
-from peer.identity import verify
+from peer.core.identity import verify
 
 __all__ = ["CHECK_HEADER", "JOB_HEADER", "main", "serve"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from peer.auctions import AcceptedBid, Auction
+from peer.core.auctions import AcceptedBid, Auction
+from peer.core.rules import format_amount
 from peer.gen.auction.v1 import AuctionState, AuctionView, BidView, CloseReason
-from peer.rules import format_amount
 
 __all__ = ["DEFAULT_BID_PAGE", "MAX_BID_PAGE", "auction_view", "bid_page", "bid_view",
            "summary_view"]

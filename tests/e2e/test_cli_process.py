@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.identity import Identity
+from peer.core.identity import Identity
 from tests.e2e.harness import PY, NodeProc, child_env, cli
 from tests.support import ROOT, running_grapes, wait_until
 

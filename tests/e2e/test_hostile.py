@@ -16,7 +16,9 @@ from grpclib.client import Channel
 from grpclib.const import Status
 
 from peer import paths
-from peer.auctions import AuctionKey
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import (
     Event,
     Goodbye,
@@ -33,9 +35,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
-from peer.identity import Identity
 from peer.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
-from peer.signed_events import make_signed_bid
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 

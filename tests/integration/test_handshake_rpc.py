@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 import localgrape
 from peer import aio
 from peer.config import NodeConfig
+from peer.core.handshake import new_challenge, sign_caller, verify_callee
+from peer.core.identity import Identity
 from peer.gen.auction.v1 import HelloReply, HelloRequest, PeerStub, ProveRequest
-from peer.handshake import new_challenge, sign_caller, verify_callee
-from peer.identity import Identity
 from peer.node import Node
 from peer.output import Output
 

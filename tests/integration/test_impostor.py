@@ -19,6 +19,7 @@ from grape_client import GrapeClient
 from peer import aio
 from peer.codec import LimitedCodec
 from peer.config import NodeConfig
+from peer.core.rules import Rejection as RuleRejection
 from peer.gen.auction.v1 import (
     BidRequest,
     HelloReply,
@@ -41,7 +42,6 @@ from peer.mesh import DOWN, DUPLICATE, UP, Mesh
 from peer.node import Node
 from peer.output import Output
 from peer.rpc import PeerService
-from peer.rules import Rejection as RuleRejection
 from peer.server import Server
 from tests.support import wait_mesh
 

@@ -10,8 +10,8 @@ import trio.testing
 
 from peer.address_book import AddressLimits, admit, describe_failure, peer_views
 from peer.aio import Bridge
+from peer.core.identity import Identity
 from peer.gen.auction.v1 import Head
-from peer.identity import Identity
 from peer.mesh import DOWN, UP, Mesh, PeerLink
 
 LIMITS = AddressLimits(max_known=50, max_new_per_lookup=10, forget_after=60.0)

@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from peer.batch_verify import PARALLEL_MIN, IncomingBatch, preverify
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection
+from peer.core.signed_events import DecodedEvent, decode_signed, signature_checks
 from peer.gen.auction.v1 import Accept, Event, Open, RejectCode, SignedBid, SignedEvent
-from peer.ledger import Ledger
-from peer.rules import Rejection
-from peer.signed_events import DecodedEvent, decode_signed, signature_checks
 from peer.verify_pool import WORKER_NICE, encode_job, open_verify_pool
 from peer.verify_worker import JOB_HEADER, answer, serve
 from tests.unit.test_ledger import C1, C2, C3, Author, bid, raw_event, sha

@@ -7,11 +7,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.auctions import AuctionKey
-from peer.bid_replies import check_bid_reply, signed_rejection
+from peer.core.auctions import AuctionKey
+from peer.core.bid_replies import check_bid_reply, signed_rejection
+from peer.core.identity import Identity
+from peer.core.signed_events import make_signed_bid, sign_event
 from peer.gen.auction.v1 import Accept, Event, PlaceBidReply, RejectCode, Rejection, SignedEvent
-from peer.identity import Identity
-from peer.signed_events import make_signed_bid, sign_event
 
 SELLER = Identity.from_seed(b"\x01" * 32, "Client#1")
 BIDDER = Identity.from_seed(b"\x02" * 32, "Client#2")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from peer.cli import EXIT_USAGE, _open_request, build_parser, main
+from peer.core.rules import format_time
 from peer.gen.auction.v1 import (
     AuctionState,
     AuctionView,
@@ -16,7 +17,6 @@ from peer.gen.auction.v1 import (
     NotificationKind,
 )
 from peer.render import auction_json, auction_lines, list_lines, notification_json, time_left
-from peer.rules import format_time
 
 NOW = 1_800_000_000_000
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peer.config import NodeConfig
+from peer.core.identity import Identity
 from peer.gen.auction.v1 import (
     AuctionView,
     BidRequest,
@@ -26,7 +27,6 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
-from peer.identity import Identity
 from peer.node import Node
 from peer.output import Output
 from peer.render import auction_json, auction_lines, best_bid, bid_count, bid_lines

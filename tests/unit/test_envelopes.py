@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peer.codec import MAX_MESSAGE_BYTES, LimitedCodec
-from peer.envelopes import (
+from peer.core.envelopes import (
     EnvelopeError,
     decode_push,
     decode_sync_reply,

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.envelopes import encode_bid, encode_event
+from peer.core.envelopes import encode_bid, encode_event
+from peer.core.wire import decode_bid, decode_event
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -16,7 +17,6 @@ from peer.gen.auction.v1 import (
     Open,
     SignedBid,
 )
-from peer.wire import decode_bid, decode_event
 
 u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
 i64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peer.codec import LimitedCodec
-from peer.fast_encode import FAST_ENCODERS
+from peer.core.fast_encode import FAST_ENCODERS
 from peer.gen.auction.v1 import (
     AuctionState,
     AuctionView,

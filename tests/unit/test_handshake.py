@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.handshake import (
+from peer.core.handshake import (
     CHALLENGE_BYTES,
     Challenges,
     HandshakeError,
@@ -19,7 +19,7 @@ from peer.handshake import (
     verify_callee,
     verify_caller,
 )
-from peer.identity import Identity
+from peer.core.identity import Identity
 
 ALICE = Identity.from_seed(b"\x01" * 32, "Alice")  # the caller
 BOB = Identity.from_seed(b"\x02" * 32, "Bob")  # the callee

@@ -1,4 +1,4 @@
-"""peer.identity: key file life cycle, signing, and verify() on junk."""
+"""peer.core.identity: key file life cycle, signing, and verify() on junk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.identity import KEY_FILE_HEADER, Identity, IdentityError, verify
+from peer.core.identity import KEY_FILE_HEADER, Identity, IdentityError, verify
 
 
 def test_create_then_load_gives_the_same_id(tmp_path: Path) -> None:

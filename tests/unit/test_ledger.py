@@ -1,4 +1,4 @@
-"""peer.ledger: the reference scenario, each rule, forks, gaps, caps and resolve()."""
+"""peer.core.ledger: the reference scenario, each rule, forks, gaps, caps and resolve()."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from peer import ledger as ledger_module
-from peer.auctions import AuctionKey, BidAccepted, Closed, Opened
+from peer.core import ledger as ledger_module
+from peer.core.auctions import AuctionKey, BidAccepted, Closed, Opened
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection
+from peer.core.signed_events import MAX_EVENT_BYTES, make_signed_bid, sign_event
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -20,10 +24,6 @@ from peer.gen.auction.v1 import (
     SignedBid,
     SignedEvent,
 )
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection
-from peer.signed_events import MAX_EVENT_BYTES, make_signed_bid, sign_event
 
 T0 = 1_700_000_000_000
 C1 = Identity.from_seed(b"\x01" * 32, "Client#1")

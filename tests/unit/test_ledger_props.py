@@ -1,4 +1,4 @@
-"""peer.ledger properties (hypothesis): convergence in any interleaving, refusals, junk."""
+"""peer.core.ledger properties (hypothesis): convergence in any interleaving, refusals, junk."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection, check_currency, check_item, format_amount, parse_amount
+from peer.core.signed_events import decode_signed, sign_event
 from peer.gen.auction.v1 import Event, Open, RejectCode, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection, check_currency, check_item, format_amount, parse_amount
-from peer.signed_events import decode_signed, sign_event
 from tests.unit.test_ledger import Author, bid, raw_event, sha, snapshot
 from tests.unit.timed_support import ClockedAuthor, outcome
 

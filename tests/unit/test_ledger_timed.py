@@ -1,4 +1,4 @@
-"""peer.ledger, auctions that end on time: end, anti-sniping, increment, reserve, old logs."""
+"""peer.core.ledger, auctions that end on time: end, anti-sniping, increment, reserve, old logs."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from peer.auctions import BidAccepted, Closed, Opened, Terms
-from peer.envelopes import encode_event
+from peer.core.auctions import BidAccepted, Closed, Opened, Terms
+from peer.core.envelopes import encode_event
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection, format_duration, format_time, parse_duration
+from peer.core.signed_events import MAX_DURATION_MS, MAX_EXTEND_MS, sign_event
+from peer.core.wire import OpenBody, decode_event
 from peer.gen.auction.v1 import Accept, Close, Event, Open, RejectCode, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection, format_duration, format_time, parse_duration
-from peer.signed_events import MAX_DURATION_MS, MAX_EXTEND_MS, sign_event
-from peer.wire import OpenBody, decode_event
 from tests.unit.timed_support import T0, ClockedAuthor, outcome
 
 C1 = Identity.from_seed(b"\x01" * 32, "Client#1")

@@ -9,12 +9,12 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peer.auctions import AuctionKey
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection, format_amount, parse_duration
+from peer.core.signed_events import sign_event
 from peer.gen.auction.v1 import Accept, Event, Open, RejectCode, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection, format_amount, parse_duration
-from peer.signed_events import sign_event
 from tests.unit.timed_support import ClockedAuthor, outcome
 
 PEOPLE = [Identity.from_seed(bytes([i + 1]) * 32, f"Client#{i + 1}") for i in range(4)]

@@ -1,4 +1,4 @@
-"""peer.wire: the ledger's decoders agree with betterproto2 and refuse what they must."""
+"""peer.core.wire: the ledger's decoders agree with betterproto2 and refuse what they must."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peer.core.wire import AcceptBody, CloseBody, OpenBody, WireError, decode_bid, decode_event
 from peer.gen.auction.v1 import Accept, AuctionId, Bid, Close, Event, Open, SignedBid
-from peer.wire import AcceptBody, CloseBody, OpenBody, WireError, decode_bid, decode_event
 
 u64 = st.integers(0, 2**64 - 1)
 i64 = st.integers(-(2**63), 2**63 - 1)

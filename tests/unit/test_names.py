@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peer import paths
+from peer.core.rules import MAX_NAME_CHARS, check_name
 from peer.names import (
     NameCollision,
     dir_name,
@@ -16,7 +17,6 @@ from peer.names import (
     record_owner,
     resolve_data_dir,
 )
-from peer.rules import MAX_NAME_CHARS, check_name
 
 names = st.text(min_size=1, max_size=MAX_NAME_CHARS).filter(lambda n: check_name(n) is None)
 

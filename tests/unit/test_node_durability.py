@@ -24,8 +24,12 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peer.auctions import AuctionKey
 from peer.config import NodeConfig
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection, format_amount
+from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import (
     CloseRequest,
     OpenRequest,
@@ -33,13 +37,9 @@ from peer.gen.auction.v1 import (
     RejectCode,
     SignedEvent,
 )
-from peer.identity import Identity
-from peer.ledger import Ledger
 from peer.node import Node
 from peer.output import Output
 from peer.rpc import StorageUnavailable
-from peer.rules import Rejection, format_amount
-from peer.signed_events import decode_signed, make_signed_bid
 from peer.store import EventStore, StoredEvent, StoreUnavailable
 from tests.unit.test_ledger import Author, bid, snapshot
 

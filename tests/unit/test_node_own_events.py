@@ -11,12 +11,12 @@ import trio
 import trio.testing
 
 from peer.config import NodeConfig
+from peer.core.identity import Identity
+from peer.core.rules import Rejection
+from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEvent
-from peer.identity import Identity
 from peer.node import Node
 from peer.output import Output
-from peer.rules import Rejection
-from peer.signed_events import decode_signed, make_signed_bid
 from peer.store import StoredEvent, StoreUnavailable
 
 

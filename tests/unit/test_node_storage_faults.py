@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer.auctions import AuctionKey
 from peer.config import NodeConfig
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import (
     OpenRequest,
     PushRequest,
@@ -26,12 +29,9 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
-from peer.identity import Identity
-from peer.ledger import Ledger
 from peer.node import Node
 from peer.output import Output
 from peer.rpc import StorageUnavailable
-from peer.signed_events import make_signed_bid
 from peer.store import EventStore
 from tests.unit.test_ledger import Author, bid
 

@@ -13,8 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-from peer.auctions import AuctionKey
 from peer.config import NodeConfig
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import (
     AuctionState,
     CloseReason,
@@ -24,11 +27,8 @@ from peer.gen.auction.v1 import (
     ShowRequest,
     SignedEvent,
 )
-from peer.identity import Identity
-from peer.ledger import Ledger
 from peer.node import Node
 from peer.output import Output
-from peer.signed_events import make_signed_bid
 from peer.store import StoredEvent
 from tests.unit.timed_support import T0, ClockedAuthor
 

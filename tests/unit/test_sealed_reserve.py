@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.gen.auction.v1 import Close, Event, Open, RejectCode, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection
-from peer.sealed_reserve import (
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection
+from peer.core.sealed_reserve import (
     BOX_BYTES,
     Reveal,
     Sealed,
@@ -21,7 +20,8 @@ from peer.sealed_reserve import (
     seal,
     verify_reveal,
 )
-from peer.signed_events import sign_event
+from peer.core.signed_events import sign_event
+from peer.gen.auction.v1 import Close, Event, Open, RejectCode, SignedEvent
 from peer.views import auction_view
 from tests.unit.timed_support import T0, ClockedAuthor
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from peer.auctions import AcceptedBid, Auction, AuctionKey, Terms
+from peer.core.auctions import AcceptedBid, Auction, AuctionKey, Terms
 from peer.gen.auction.v1 import AuctionState, AuctionView, CloseReason
 from peer.views import auction_view, bid_view
 

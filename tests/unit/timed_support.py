@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from peer.auctions import AuctionKey
+from peer.core.auctions import AuctionKey
+from peer.core.identity import Identity
+from peer.core.ledger import Ledger
+from peer.core.rules import Rejection
+from peer.core.sealed_reserve import Sealed, open_box, seal
+from peer.core.signed_events import make_signed_bid, sign_event
 from peer.gen.auction.v1 import Accept, Close, Event, Open, SignedBid, SignedEvent
-from peer.identity import Identity
-from peer.ledger import Ledger
-from peer.rules import Rejection
-from peer.sealed_reserve import Sealed, open_box, seal
-from peer.signed_events import make_signed_bid, sign_event
 
 T0 = 1_800_000_000_000
 

@@ -144,7 +144,7 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     return result, pos
 
 
-#: Public name for the envelope codec (``peer.envelopes``), which shares this reader.
+#: Public name for the envelope codec (``peer.core.envelopes``), which shares this reader.
 read_varint = _varint
 
 

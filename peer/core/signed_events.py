@@ -2,14 +2,14 @@
 
 What can be said of one ``SignedEvent`` without knowing any other event, so it is
 pure and thread-safe: :func:`decode_signed` decodes and hashes the bytes once
-(with :mod:`peer.wire`, not betterproto2, which costs more than the signature
+(with :mod:`peer.core.wire`, not betterproto2, which costs more than the signature
 check) into a :class:`DecodedEvent`, whose :meth:`DecodedEvent.body` checks the
 body's shape and values; :func:`signature_checks` lists the Ed25519 checks it
 needs, which :func:`checks_pass` makes, on worker threads if the caller likes.
 :func:`sign_event` and :func:`make_signed_bid` build what a node authors.
 
 The rules that depend on earlier events (chain, auction state, bids) are
-:class:`peer.ledger.Ledger`'s.
+:class:`peer.core.ledger.Ledger`'s.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Protocol
 
-from peer.auctions import NO_TERMS, AuctionKey, Terms
-from peer.envelopes import encode_bid, encode_event
-from peer.gen.auction.v1 import Bid, Event, RejectCode, SignedBid, SignedEvent
-from peer.identity import NODE_ID_BYTES, verify
-from peer.rules import Rejection, check_currency, check_item, check_name, parse_amount
-from peer.sealed_reserve import BOX_BYTES, COMMITMENT_BYTES, KEY_BYTES, Reveal
-from peer.wire import (
+from peer.core.auctions import NO_TERMS, AuctionKey, Terms
+from peer.core.envelopes import encode_bid, encode_event
+from peer.core.identity import NODE_ID_BYTES, verify
+from peer.core.rules import Rejection, check_currency, check_item, check_name, parse_amount
+from peer.core.sealed_reserve import BOX_BYTES, COMMITMENT_BYTES, KEY_BYTES, Reveal
+from peer.core.wire import (
     AcceptBody,
     BidFields,
     CloseBody,
@@ -36,6 +35,7 @@ from peer.wire import (
     decode_bid,
     decode_event,
 )
+from peer.gen.auction.v1 import Bid, Event, RejectCode, SignedBid, SignedEvent
 
 __all__ = [
     "MAX_DURATION_MS",
@@ -72,7 +72,7 @@ MAX_EXTEND_MS: Final = 24 * 3600 * 1000
 
 
 class Signer(Protocol):
-    """What signing needs of an identity (:class:`peer.identity.Identity` is one)."""
+    """What signing needs of an identity (:class:`peer.core.identity.Identity` is one)."""
 
     @property
     def node_id(self) -> bytes: ...
@@ -122,7 +122,7 @@ class DecodedEvent:
     """A received ``SignedEvent`` decoded once (:func:`decode_signed`).
 
     What the duplicate check, the signature checks and
-    :meth:`peer.ledger.Ledger.apply_decoded` need, so none of them decodes or hashes
+    :meth:`peer.core.ledger.Ledger.apply_decoded` need, so none of them decodes or hashes
     the bytes again. The checks that need no ledger state (:meth:`body`) run on first
     use, so a known duplicate skips them.
 
@@ -302,7 +302,7 @@ SignatureCheck = tuple[bytes, bytes, bytes]
 
 
 def signature_checks(decoded: DecodedEvent) -> list[SignatureCheck]:
-    """The Ed25519 checks :meth:`peer.ledger.Ledger.apply_decoded` makes for ``decoded``.
+    """The Ed25519 checks :meth:`peer.core.ledger.Ledger.apply_decoded` makes for ``decoded``.
 
     The author's over the event bytes, and for an ``Accept`` the bidder's over the
     bid bytes. If all of them hold, the event may be applied with ``verified=True``.
@@ -325,7 +325,7 @@ def checks_pass(checks: Iterable[SignatureCheck]) -> bool:
 
 
 def signatures_valid(event: SignedEvent | DecodedEvent) -> bool:
-    """Both Ed25519 checks :meth:`peer.ledger.Ledger.apply` makes: the author's, and
+    """Both Ed25519 checks :meth:`peer.core.ledger.Ledger.apply` makes: the author's, and
     the bidder's inside an ``Accept``.
 
     Pure and thread-safe, so a batch can be checked on worker threads (PyNaCl

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
-from peer.identity import NODE_ID_BYTES, Identity, verify
+from peer.core.identity import NODE_ID_BYTES, Identity, verify
 
 __all__ = ["CALLEE_CONTEXT", "CALLER_CONTEXT", "CHALLENGE_BYTES", "MAX_ADDRESS_BYTES",
            "MAX_PENDING_CHALLENGES", "PENDING_CHALLENGE_SECONDS", "Challenges",

@@ -15,11 +15,11 @@ import hashlib
 import struct
 from typing import Final
 
+from peer.core.identity import Identity, verify
+from peer.core.signed_events import DecodedEvent, decode_signed, signatures_valid
+from peer.core.wire import AcceptBody
 from peer.gen.auction.v1 import PlaceBidReply, SignedBid
 from peer.gen.auction.v1 import Rejection as RejectionMsg
-from peer.identity import Identity, verify
-from peer.signed_events import DecodedEvent, decode_signed, signatures_valid
-from peer.wire import AcceptBody
 
 __all__ = ["REJECTION_CONTEXT", "check_bid_reply", "rejection_message", "signed_rejection"]
 

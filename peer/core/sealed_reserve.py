@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from peer.rules import MAX_AMOUNT_CHARS
+from peer.core.rules import MAX_AMOUNT_CHARS
 
 __all__ = [
     "BOX_BYTES",

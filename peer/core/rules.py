@@ -1,6 +1,6 @@
 """Rejections and the stateless input rules: amounts, items, currencies, names.
 
-Split out of :mod:`peer.ledger` so the CLI can check a price without the ledger,
+Split out of :mod:`peer.core.ledger` so the CLI can check a price without the ledger,
 and so the ledger module holds only the state machine. Everything here is pure.
 
 Amounts (DESIGN.md section 4) are ``decimal.Decimal``, never float. The accepted

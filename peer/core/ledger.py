@@ -31,11 +31,11 @@ cannot slip a bid in late by stamping it back once it has logged anything later.
 Time only ever comes in as a value: event stamps, or the ``now`` a caller passes.
 
 Hot path: the signed bytes are decoded and hashed once, into a
-:class:`peer.signed_events.DecodedEvent` (:func:`peer.signed_events.decode_signed`),
+:class:`peer.core.signed_events.DecodedEvent` (:func:`peer.core.signed_events.decode_signed`),
 which the duplicate check (:meth:`Ledger.is_applied`), the signature checks on
-worker threads (:func:`peer.signed_events.signature_checks`) and
+worker threads (:func:`peer.core.signed_events.signature_checks`) and
 :meth:`Ledger.apply_decoded` all share; nothing is re-serialized. The auctions and
-notifications the ledger hands out are the values of :mod:`peer.auctions`.
+notifications the ledger hands out are the values of :mod:`peer.core.auctions`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-from peer.auctions import (
+from peer.core.auctions import (
     AcceptedBid,
     Auction,
     AuctionAt,
@@ -57,19 +57,10 @@ from peer.auctions import (
     Notification,
     Opened,
 )
-from peer.gen.auction.v1 import (
-    Accept,
-    Close,
-    Event,
-    Open,
-    RejectCode,
-    SignedBid,
-    SignedEvent,
-)
-from peer.identity import verify
-from peer.rules import Rejection, format_amount, format_duration, format_time, parse_amount
-from peer.sealed_reserve import Reveal, verify_reveal
-from peer.signed_events import (
+from peer.core.identity import verify
+from peer.core.rules import Rejection, format_amount, format_duration, format_time, parse_amount
+from peer.core.sealed_reserve import Reveal, verify_reveal
+from peer.core.signed_events import (
     CheckedAccept,
     CheckedBody,
     CheckedClose,
@@ -81,7 +72,16 @@ from peer.signed_events import (
     check_terms,
     decode_signed,
 )
-from peer.wire import AcceptBody, BidFields, WireError, decode_bid
+from peer.core.wire import AcceptBody, BidFields, WireError, decode_bid
+from peer.gen.auction.v1 import (
+    Accept,
+    Close,
+    Event,
+    Open,
+    RejectCode,
+    SignedBid,
+    SignedEvent,
+)
 
 __all__ = [
     "MAX_HELD_BYTES",

@@ -1,13 +1,13 @@
 """Auctions as the ledger describes them: ids, accepted bids, records and notifications.
 
-:class:`peer.ledger.Ledger` keeps live :class:`Auction` records (they change as
+:class:`peer.core.ledger.Ledger` keeps live :class:`Auction` records (they change as
 events are applied) and reports each applied event as a :data:`Notification`
 (:class:`Opened`, :class:`BidAccepted` or :class:`Closed`). A notification does not
 copy the auction: it holds an :class:`AuctionAt`, a cheap marker of the moment,
 and builds a snapshot only when asked (:attr:`Opened.auction`).
 
 Plain values, no rules and no I/O: the rules that produce them are in
-:mod:`peer.ledger`.
+:mod:`peer.core.ledger`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Terms:
         min_increment: How much every bid after the first must beat the best by;
             None: any amount above the best.
         reserve: The public reserve: a best bid below it ends the auction with no sale.
-        sealed_reserve: The commitment to a sealed reserve (:mod:`peer.sealed_reserve`),
+        sealed_reserve: The commitment to a sealed reserve (:mod:`peer.core.sealed_reserve`),
             revealed in the Close; empty: none.
         sealed_box: The sealed reserve as only the seller can read it.
     """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from peer.core.wire import WireError, read_varint
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -31,7 +32,6 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncReply,
 )
-from peer.wire import WireError, read_varint
 
 __all__ = [
     "EnvelopeError",
