@@ -1,4 +1,4 @@
-"""Benchmark of peer.store: group-committed appends and the rebuild read.
+"""Benchmark of peer.storage.store: group-committed appends and the rebuild read.
 
 ``python -m bench.bench_store`` prints one JSON object; ``python -m bench`` runs it
 with the others. Figures:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import trio
 
-from peer.store import EventStore, StoredEvent
+from peer.storage.store import EventStore, StoredEvent
 
 WRITERS = (1, 16, 256)
 SECONDS_PER_SETTING = 2.0

@@ -2,7 +2,7 @@
 
 The source nodes' data dirs are prepared by writing ``EVENTS`` synthetic signed events
 (``bench.bench_core``'s fast generator: ``SELLERS`` sellers, many auctions, real
-Ed25519 signatures on every event and every bid) straight into ``peer.store.EventStore``.
+Ed25519 signatures on every event and every bid) straight into ``peer.storage.store.EventStore``.
 Each source is a ``python -m peer serve`` process; then a new, empty node process is
 started and timed from spawn to its ``ready`` line (it prints ``ready`` only after its
 initial sync; ``synced`` is checked to equal ``EVENTS``).
@@ -36,9 +36,9 @@ import trio
 
 from bench import bench_core
 from bench._harness import Cluster, log, rss_kib
-from peer import paths
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import SignedEvent
+from peer.storage import paths
 
 EVENTS = 100_000
 VERIFY_SAMPLE = 20_000

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
-from peer import exit_codes, paths
+from peer import exit_codes
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
 from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
 from peer.control_socket import ControlSocketError
@@ -50,7 +50,6 @@ from peer.gen.auction.v1 import (
     WatchRequest,
 )
 from peer.lost_call import describe
-from peer.names import NameCollision, resolve_data_dir
 from peer.render import (
     auction_json,
     auction_lines,
@@ -62,6 +61,8 @@ from peer.render import (
     status_json,
     status_lines,
 )
+from peer.storage import paths
+from peer.storage.names import NameCollision, resolve_data_dir
 from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 
 EXIT_OK = exit_codes.OK

@@ -22,7 +22,7 @@ import socket
 import stat
 from pathlib import Path
 
-from peer import paths
+from peer.storage import paths
 
 __all__ = ["ControlSocketError", "NoControlSocket", "answers", "check_before_talking",
            "prepare_to_listen"]

@@ -3,7 +3,7 @@
 The node owns all state. Every change goes the same way: the ledger (pure
 rules) applies it in memory, the store makes it durable, and only then is it
 acknowledged, pushed to peers and announced to watchers (DESIGN.md sections
-3-6). Until its commit comes back an event is in flight (:mod:`peer.in_flight`):
+3-6). Until its commit comes back an event is in flight (:mod:`peer.storage.in_flight`):
 heads, views and counts leave it out; a commit that fails is undone in the
 ledger, so memory never holds what the disk does not.
 """
@@ -25,7 +25,7 @@ import trio
 from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
-from peer import aio, exit_codes, paths, port_memory
+from peer import aio, exit_codes
 from peer.address_book import AddressLimits
 from peer.batch_verify import IncomingBatch
 from peer.codec import LimitedCodec
@@ -39,8 +39,6 @@ from peer.core.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.core.rules import Rejection, format_amount, parse_amount
 from peer.core.sealed_reserve import Sealed, open_box, seal
 from peer.core.signed_events import DecodedEvent, decode_signed, make_signed_bid, sign_event
-from peer.data_dir_identity import StartIdentity
-from peer.dir_lock import DataDirInUse, DataDirLock
 from peer.gen.auction.v1 import (
     Accept,
     BidRequest,
@@ -75,10 +73,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
-from peer.in_flight import Commit, InFlight
-from peer.in_order import InOrder
 from peer.mesh import Mesh, PeerLink
-from peer.names import record_owner
 from peer.notifications import LedgerNotification, ended_message, notification_message
 from peer.output import Output
 from peer.progress import SyncProgress, expected_events
@@ -87,7 +82,13 @@ from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
 from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
 from peer.server import Server
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
-from peer.store import EventStore, StoredEvent, StoreError, StoreUnavailable
+from peer.storage import paths, port_memory
+from peer.storage.data_dir_identity import StartIdentity
+from peer.storage.dir_lock import DataDirInUse, DataDirLock
+from peer.storage.in_flight import Commit, InFlight
+from peer.storage.in_order import InOrder
+from peer.storage.names import record_owner
+from peer.storage.store import EventStore, StoredEvent, StoreError, StoreUnavailable
 from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.views import auction_view, bid_page, summary_view
 from peer.warn_once import WarnOnce

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from peer import paths
+from peer.storage import paths
 from tests.e2e.harness import NO_GRAPE, NodeProc, cli, serve_once
 
 SQUATTER = "auctionpeer-squat"

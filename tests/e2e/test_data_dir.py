@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from peer import paths
-from peer.names import dir_name
+from peer.storage import paths
+from peer.storage.names import dir_name
 from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env, serve_once
 from tests.support import ROOT
 

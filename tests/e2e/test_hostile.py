@@ -15,7 +15,6 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Status
 
-from peer import paths
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
@@ -36,6 +35,7 @@ from peer.gen.auction.v1 import (
     SyncRequest,
 )
 from peer.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
+from peer.storage import paths
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 

@@ -12,11 +12,11 @@ import pytest
 import trio
 
 import localgrape
-from peer import port_memory
 from peer.config import NodeConfig
 from peer.mesh import SELF, UP
 from peer.node import Node, ReadyInfo
 from peer.output import Output
+from peer.storage import port_memory
 from tests.support import free_port, wait_mesh
 
 

@@ -1,4 +1,4 @@
-"""peer.store: every acknowledged append survives SIGKILL of the writing process.
+"""peer.storage.store: every acknowledged append survives SIGKILL of the writing process.
 
 The child runs several concurrent writers (so acks come out of group commits) and
 prints ``acked <writer> <seq>`` right after each ``append`` returns. The test kills
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from peer.store import EventStore, StoredEvent
+from peer.storage.store import EventStore, StoredEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 8
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import trio
 
-from peer.store import EventStore, StoredEvent
+from peer.storage.store import EventStore, StoredEvent
 
 
 def event(writer: int, seq: int) -> StoredEvent:

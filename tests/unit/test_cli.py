@@ -38,7 +38,7 @@ def test_no_node_running_is_exit_3_with_advice(
 
 def test_stale_socket_file_is_unreachable_not_a_crash(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from peer.paths import control_socket_path
+    from peer.storage.paths import control_socket_path
 
     control_socket_path(tmp_path).write_bytes(b"")  # a file, not a listening socket
     assert main(["status", "--data-dir", str(tmp_path)]) == EXIT_UNREACHABLE

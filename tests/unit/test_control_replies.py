@@ -30,7 +30,7 @@ from peer.gen.auction.v1 import (
 from peer.node import Node
 from peer.output import Output
 from peer.render import auction_json, auction_lines, best_bid, bid_count, bid_lines
-from peer.store import EventStore
+from peer.storage.store import EventStore
 from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE, bid_page
 
 SELLER = Identity.from_seed(b"\x81" * 32, "Seller")

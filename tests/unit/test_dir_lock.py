@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from peer import paths
-from peer.dir_lock import DataDirInUse, DataDirLock
+from peer.storage import paths
+from peer.storage.dir_lock import DataDirInUse, DataDirLock
 
 
 def test_second_lock_on_one_dir_is_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""peer.in_order: values come out in reservation order, whatever order they finish in."""
+"""peer.storage.in_order: values come out in reservation order, whatever order they finish in."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.in_order import InOrder
+from peer.storage.in_order import InOrder
 
 
 @given(st.data(), st.integers(min_value=0, max_value=30))

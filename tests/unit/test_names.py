@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer import paths
 from peer.core.rules import MAX_NAME_CHARS, check_name
-from peer.names import (
+from peer.storage import paths
+from peer.storage.names import (
     NameCollision,
     dir_name,
     legacy_dir_name,

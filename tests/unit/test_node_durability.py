@@ -40,7 +40,7 @@ from peer.gen.auction.v1 import (
 from peer.node import Node
 from peer.output import Output
 from peer.rpc import StorageUnavailable
-from peer.store import EventStore, StoredEvent, StoreUnavailable
+from peer.storage.store import EventStore, StoredEvent, StoreUnavailable
 from tests.unit.test_ledger import Author, bid, snapshot
 
 SELLER = Identity.from_seed(b"\x51" * 32, "Seller")

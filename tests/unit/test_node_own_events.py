@@ -17,7 +17,7 @@ from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEvent
 from peer.node import Node
 from peer.output import Output
-from peer.store import StoredEvent, StoreUnavailable
+from peer.storage.store import StoredEvent, StoreUnavailable
 
 
 class _StoreFinishingOnCue:

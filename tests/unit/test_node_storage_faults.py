@@ -32,7 +32,7 @@ from peer.gen.auction.v1 import (
 from peer.node import Node
 from peer.output import Output
 from peer.rpc import StorageUnavailable
-from peer.store import EventStore
+from peer.storage.store import EventStore
 from tests.unit.test_ledger import Author, bid
 
 SELLER = Identity.from_seed(b"\x71" * 32, "Seller")

@@ -29,7 +29,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.node import Node
 from peer.output import Output
-from peer.store import StoredEvent
+from peer.storage.store import StoredEvent
 from tests.unit.timed_support import T0, ClockedAuthor
 
 SELLER = Identity.from_seed(b"\x01" * 32, "Client#1")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer import port_memory
+from peer.storage import port_memory
 
 
 def test_remembered_port_comes_back(tmp_path: Path) -> None:

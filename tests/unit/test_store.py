@@ -1,4 +1,4 @@
-"""peer.store: the durable event log (round trip, ordering, paging, group commit, model)."""
+"""peer.storage.store: the durable event log (round trip, ordering, paging, group commit, model)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.store import (
+from peer.storage.store import (
     SCHEMA_VERSION,
     EventStore,
     StoreCorrupt,

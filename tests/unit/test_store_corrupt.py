@@ -1,4 +1,4 @@
-"""peer.store refuses damaged files loudly, names them, and never modifies them."""
+"""peer.storage.store refuses damaged files loudly, names them, and never modifies them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer.store import EventStore, StoreCorrupt, StoredEvent
+from peer.storage.store import EventStore, StoreCorrupt, StoredEvent
 
 PAGE = 4096  # SQLite's default page size, which the store keeps
 

@@ -1,4 +1,4 @@
-"""peer.store: the schema version table, migrations, and refusing bad arguments."""
+"""peer.storage.store: the schema version table, migrations, and refusing bad arguments."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer import store as store_module
-from peer.store import EventStore, StoreCorrupt, StoredEvent
+from peer.storage import store as store_module
+from peer.storage.store import EventStore, StoreCorrupt, StoredEvent
 
 
 def _version_of(path: Path) -> int:

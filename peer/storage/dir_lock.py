@@ -19,7 +19,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from peer import paths
+from peer.storage import paths
 
 __all__ = ["DataDirInUse", "DataDirLock"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peer import paths
 from peer.core.identity import Identity, IdentityError
-from peer.store import EventStore
+from peer.storage import paths
+from peer.storage.store import EventStore
 
 __all__ = ["StartIdentity"]
 

@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from peer import paths
+from peer.storage import paths
 
 __all__ = ["NameCollision", "dir_name", "legacy_dir_name", "read_owner", "record_owner",
            "resolve_data_dir"]

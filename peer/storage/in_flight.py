@@ -5,7 +5,7 @@ must know seq N before it can check and number seq N + 1, and concurrent events
 share one group commit. Until the commit comes back, such an event is *in flight*:
 :class:`InFlight` keeps it out of everything others see (heads, views, counts;
 pushes, watchers and replies already wait for the commit). When commits fail, the
-store refuses everything after the failed one (:class:`peer.store.EventStore`), so
+store refuses everything after the failed one (:class:`peer.storage.store.EventStore`), so
 the events that failed are the newest ones the ledger applied; once every commit in
 flight has come back, :meth:`InFlight.take_failed` hands them over to be undone,
 newest first, and memory is again exactly what is on disk.

@@ -57,7 +57,7 @@ def key_path(data_dir: Path) -> Path:
 
 
 def owner_path(data_dir: Path) -> Path:
-    """The name of the node that last ran on the data dir (see ``peer.names``)."""
+    """The name of the node that last ran on the data dir (see ``peer.storage.names``)."""
     return data_dir / "node.name"
 
 
