@@ -1,7 +1,7 @@
 """The baseline of the bid benchmark: ``python -m bench._baseline_server '{}'``.
 
-A trio process with one trio-asyncio loop (``peer.aio.open_loop``) serving the real
-``PeerService`` (``peer.rpc``) with grpclib and ``LimitedCodec``, exactly as a node
+A trio process with one trio-asyncio loop (``peer.net.aio.open_loop``) serving the real
+``PeerService`` (``peer.net.rpc``) with grpclib and ``LimitedCodec``, exactly as a node
 does, but behind it a stub node whose ``on_place_bid`` answers at once with a
 precomputed ``PlaceBidReply`` the size of a real one (an ``Accept`` event, signed, that
 carries a real signed bid). So a call pays grpclib, the codec and both bridge
@@ -21,8 +21,6 @@ from typing import Any
 
 import trio
 
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid, sign_event
@@ -41,8 +39,10 @@ from peer.gen.auction.v1 import (
     SyncReply,
     SyncRequest,
 )
-from peer.rpc import PeerService
-from peer.server import Server
+from peer.net import aio
+from peer.net.codec import LimitedCodec
+from peer.net.rpc import PeerService
+from peer.net.server import Server
 
 
 def sample_reply() -> PlaceBidReply:

@@ -30,8 +30,8 @@ from typing import Any
 from grpclib.client import Channel
 
 from bench._harness import percentiles
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import BidRequest, ControlReply, ControlStub
+from peer.net.codec import LimitedCodec
 
 CALL_TIMEOUT = 30.0
 MAX_RUN_S = 1800.0  # a hard bound on any one generator (10,000 slow bids included)

@@ -1,7 +1,7 @@
 """Bid load generator, run as its own process: ``python -m bench._loadgen '<json args>'``.
 
 It calls ``Peer.PlaceBid`` on one address with grpclib through the same trio-asyncio
-bridge the node uses (``peer.aio.Bridge``), from ``len(auctions)`` concurrent workers,
+bridge the node uses (``peer.net.aio.Bridge``), from ``len(auctions)`` concurrent workers,
 each bidding on its own auction with strictly increasing amounts (so no two workers
 race and every bid should be accepted). The same client runs against the real seller
 and against the baseline server (``bench._baseline_server``), so only the server
@@ -31,12 +31,12 @@ import trio
 from grpclib.client import Channel
 
 from bench._harness import percentiles
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub, PlaceBidReply, SignedBid
+from peer.net import aio
+from peer.net.codec import LimitedCodec
 
 CALL_TIMEOUT = 10.0
 MAX_RUN_S = 120.0  # a hard bound on any one generator

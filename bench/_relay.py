@@ -3,7 +3,7 @@
 ``python -m bench._relay '{"role": "sink", "db": PATH}'`` and
 ``python -m bench._relay '{"role": "middle", "socket": PATH, "sink": "127.0.0.1:PORT"}'``.
 
-Built from the node's own libraries (trio-asyncio via ``peer.aio``, grpclib, the
+Built from the node's own libraries (trio-asyncio via ``peer.net.aio``, grpclib, the
 generated messages, ``LimitedCodec``), in the node's shape, with nothing of its logic:
 
 - the **middle** serves ``Control.Bid`` on a Unix socket; each call makes one
@@ -35,8 +35,6 @@ import trio
 from grpclib.client import Channel
 
 from bench._baseline_server import sample_reply
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
@@ -52,7 +50,9 @@ from peer.gen.auction.v1 import (
     PlaceBidReply,
     SignedBid,
 )
-from peer.server import Server
+from peer.net import aio
+from peer.net.codec import LimitedCodec
+from peer.net.server import Server
 
 
 class GroupCommit:

@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 import trio
 
 from bench._baseline_server import BaselineNode, sample_reply
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PlaceBidReply, SignedBid, SyncReply, SyncRequest
-from peer.rpc import PeerService
-from peer.server import Server
+from peer.net import aio
+from peer.net.codec import LimitedCodec
+from peer.net.rpc import PeerService
+from peer.net.server import Server
 
 SYNC_PAGES = 100
 PAGE_EVENTS = 500

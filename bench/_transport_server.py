@@ -6,7 +6,7 @@ empty ``PushReply`` at once; what differs is the stack underneath:
 - ``asyncio``: grpclib on a plain asyncio loop (``asyncio.run``), no trio at all.
 - ``trio_asyncio``: grpclib on a trio-asyncio loop inside ``trio.run``, as a node
   runs it, the handler staying on the asyncio side.
-- ``crossing``: as ``trio_asyncio``, but the real ``peer.rpc.PeerService`` handles
+- ``crossing``: as ``trio_asyncio``, but the real ``peer.net.rpc.PeerService`` handles
   the stream, crossing into trio for every message (``bench._baseline_server``'s
   do-nothing node behind it): a node's whole receive path minus the node's work.
 
@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator
 import trio
 
 from bench._baseline_server import BaselineNode
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PushReply, PushRequest
-from peer.rpc import PeerService
-from peer.server import Server
+from peer.net import aio
+from peer.net.codec import LimitedCodec
+from peer.net.rpc import PeerService
+from peer.net.server import Server
 
 MODES = ("asyncio", "trio_asyncio", "crossing")
 

@@ -178,7 +178,7 @@ def _verify_chunk(items: list[tuple[bytes, bytes, bytes]]) -> int:
 def raw_verify_processes(signed: list[SignedEvent], workers: int) -> float:
     """Raw Ed25519 verifications per second on ``workers`` processes.
 
-    What the node's verify pool (``peer.verify_pool``, one worker per core) could do
+    What the node's verify pool (``peer.net.verify_pool``, one worker per core) could do
     at most: the events are split evenly, shipped to already-started workers and
     checked there; the time runs from the first chunk sent to the last answer.
     """

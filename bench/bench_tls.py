@@ -36,9 +36,9 @@ from grpclib.client import Channel
 from bench._baseline_server import sample_reply
 from bench._harness import PYTHON, ROOT, log, process_cpu_s, read_json_line, stop_process
 from bench._tls_server import PAGE_EVENTS, SYNC_PAGES
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PeerStub, SignedBid, SyncRequest
+from peer.net import aio
+from peer.net.codec import LimitedCodec
 
 BIDS = 2000
 CONCURRENT = 16

@@ -38,9 +38,9 @@ from bench._harness import (
     stop_process,
 )
 from bench._transport_server import MODES
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PushReply, PushRequest, SignedEvent
-from peer.mesh import PUSH_STREAM
+from peer.net.codec import LimitedCodec
+from peer.net.mesh import PUSH_STREAM
 
 MESSAGES = 3000
 WARM_UP = 200

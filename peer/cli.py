@@ -34,7 +34,6 @@ from typing import Any, NoReturn
 from peer import exit_codes
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
 from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
-from peer.control_socket import ControlSocketError
 from peer.core.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.gen.auction.v1 import (
     AuctionState,
@@ -50,6 +49,8 @@ from peer.gen.auction.v1 import (
     WatchRequest,
 )
 from peer.lost_call import describe
+from peer.net.control_socket import ControlSocketError
+from peer.net.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 from peer.render import (
     auction_json,
     auction_lines,
@@ -63,7 +64,6 @@ from peer.render import (
 )
 from peer.storage import paths
 from peer.storage.names import NameCollision, resolve_data_dir
-from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
 
 EXIT_OK = exit_codes.OK
 EXIT_REFUSED = exit_codes.REFUSED

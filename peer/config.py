@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from peer.h2_guard import TransportLimits
-from peer.rate_limit import RateLimits
+from peer.net.h2_guard import TransportLimits
+from peer.net.rate_limit import RateLimits
 
 DEFAULT_GRAPE = "http://127.0.0.1:30001"
 DEFAULT_SERVICE = "auction"
@@ -44,16 +44,16 @@ class NodeConfig:
     announce_interval: float = 5.0
     lookup_interval: float = 2.0
     anti_entropy_interval: float = 3.0
-    # An up peer silent this long is probed with Hello (peer/mesh.py, LIVENESS_IDLE).
+    # An up peer silent this long is probed with Hello (peer/net/mesh.py, LIVENESS_IDLE).
     liveness_interval: float = 10.0
-    # Bounds on the address set from Grape (peer/address_book.py; README, Limits).
+    # Bounds on the address set from Grape (peer/net/address_book.py; README, Limits).
     max_addresses: int = 1000
     max_new_addresses_per_lookup: int = 100
     forget_after: float = 600.0
-    # Bounds on the public gRPC port (peer/h2_guard.py; README, Limits).
+    # Bounds on the public gRPC port (peer/net/h2_guard.py; README, Limits).
     transport_limits: TransportLimits = field(default_factory=TransportLimits)
     progress_interval: float = 1.0  # initial sync progress; a shorter sync shows none
-    # Per-connection rates of the costly Peer rpcs (peer/rate_limit.py; README, Limits).
+    # Per-connection rates of the costly Peer rpcs (peer/net/rate_limit.py; README, Limits).
     rate_limits: RateLimits = field(default_factory=RateLimits)
 
 

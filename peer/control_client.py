@@ -19,8 +19,8 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
-from peer.control_socket import NoControlSocket, check_before_talking
 from peer.gen.auction.v1 import ControlStub
+from peer.net.control_socket import NoControlSocket, check_before_talking
 
 __all__ = ["CALL_TIMEOUT", "NodeError", "NodeLost", "NodeUnreachable", "call", "stream"]
 

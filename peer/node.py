@@ -25,12 +25,8 @@ import trio
 from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
-from peer import aio, exit_codes
-from peer.address_book import AddressLimits
-from peer.batch_verify import IncomingBatch
-from peer.codec import LimitedCodec
+from peer import exit_codes
 from peer.config import NodeConfig, with_env_overrides
-from peer.control_socket import ControlSocketError, prepare_to_listen
 from peer.core.auctions import Auction, AuctionKey, best_bid_only
 from peer.core.bid_replies import signed_rejection
 from peer.core.handshake import Challenges, HandshakeError, same_endpoint, verify_caller
@@ -73,14 +69,22 @@ from peer.gen.auction.v1 import (
 )
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
-from peer.mesh import Mesh, PeerLink
-from peer.notifications import LedgerNotification, ended_message, notification_message
+from peer.net import aio
+from peer.net.address_book import AddressLimits
+from peer.net.batch_verify import IncomingBatch
+from peer.net.codec import LimitedCodec
+from peer.net.control_socket import ControlSocketError, prepare_to_listen
+from peer.net.mesh import Mesh, PeerLink
+from peer.net.notifications import LedgerNotification, ended_message, notification_message
+from peer.net.rate_limit import PeerRateLimiter
+from peer.net.rpc import BadInput, ControlService, PeerService, StorageUnavailable
+from peer.net.self_check import FAILED, NOT_RUN, SelfCheck, check_self
+from peer.net.server import Server
+from peer.net.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
+from peer.net.views import auction_view, bid_page, summary_view
+from peer.net.warn_once import WarnOnce
 from peer.output import Output
 from peer.progress import SyncProgress, expected_events
-from peer.rate_limit import PeerRateLimiter
-from peer.rpc import BadInput, ControlService, PeerService, StorageUnavailable
-from peer.self_check import FAILED, NOT_RUN, SelfCheck, check_self
-from peer.server import Server
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
 from peer.storage import paths, port_memory
 from peer.storage.data_dir_identity import StartIdentity
@@ -89,9 +93,6 @@ from peer.storage.in_flight import Commit, InFlight
 from peer.storage.in_order import InOrder
 from peer.storage.names import record_owner
 from peer.storage.store import EventStore, StoredEvent, StoreError, StoreUnavailable
-from peer.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
-from peer.views import auction_view, bid_page, summary_view
-from peer.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import sys
 from typing import Any, TextIO
 
 from peer.gen.auction.v1 import Notification
+from peer.net.self_check import NOT_RUN, SelfCheck
 from peer.render import notification_json, short_id
-from peer.self_check import NOT_RUN, SelfCheck
 
 __all__ = ["Output"]
 

@@ -23,7 +23,7 @@ import trio
 
 from devsupport.grape import grape_answers, grape_bin
 from devsupport.ports import free_port, free_tcp_udp_port
-from peer.mesh import Mesh
+from peer.net.mesh import Mesh
 
 __all__ = [
     "BASE",

@@ -1,6 +1,6 @@
 """The Hello handshake: each side proves it holds the key of the node id it claims.
 
-Sans-IO: this module builds and checks the signed messages; ``peer.mesh`` (caller)
+Sans-IO: this module builds and checks the signed messages; ``peer.net.mesh`` (caller)
 and ``peer.node`` (callee) carry them over ``Hello`` and ``Prove``.
 
 ::

@@ -39,7 +39,7 @@ def runtime_dir() -> Path:
     ``$XDG_RUNTIME_DIR/auction-peer`` where that is set (the session's private dir),
     else ``auction-peer-<uid>`` in the temp dir. ``serve`` creates it 0700 and both
     ``serve`` and the CLI refuse it unless this user owns it and nobody else may
-    enter it (``peer.control_socket``): the temp dir is shared, and another user
+    enter it (``peer.net.control_socket``): the temp dir is shared, and another user
     could otherwise make the dir first and catch the socket.
     """
     xdg = os.environ.get("XDG_RUNTIME_DIR", "")

@@ -15,11 +15,11 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import StreamTerminatedError
 
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub
+from peer.net.codec import LimitedCodec
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 

@@ -34,7 +34,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
-from peer.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
+from peer.net.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
 from peer.storage import paths
 from tests.e2e.harness import nodes
 from tests.support import running_grapes

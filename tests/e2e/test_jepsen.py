@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from grpclib.client import Channel
 
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.rules import Rejection
 from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import PeerStub, SignedEvent
+from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc
 from tests.e2e.test_storage_full import _fill, _small_tmpfs
 from tests.support import running_grapes

@@ -22,11 +22,11 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
-from peer.codec import LimitedCodec
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import ControlStub, PeerStub, StatusRequest, SyncRequest
+from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc, child_env, nodes
 from tests.h2_attacker import MiB, declare_huge, rss_bytes
 from tests.support import ROOT

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.h2_guard import TransportLimits
+from peer.net.h2_guard import TransportLimits
 from tests.e2e.harness import nodes
 from tests.h2_attacker import MiB, declare_huge, rss_bytes
 from tests.support import running_grapes

@@ -1,4 +1,4 @@
-"""peer.h2_guard on a grpclib server: settings, in-flight budgets, connection caps, idle
+"""peer.net.h2_guard on a grpclib server: settings, in-flight budgets, connection caps, idle
 timeout; driven by a raw HTTP/2 client."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from h2.events import (
 )
 from h2.settings import SettingCodes
 
-from peer.codec import LimitedCodec
 from peer.gen.auction.v1 import PeerStub, SyncReply, SyncRequest
-from peer.h2_guard import GuardedChannel, TransportGuard, TransportLimits
-from peer.server import Server
+from peer.net.codec import LimitedCodec
+from peer.net.h2_guard import GuardedChannel, TransportGuard, TransportLimits
+from peer.net.server import Server
 from tests.h2_attacker import MiB, declare_huge, open_h2
 
 T = TypeVar("T")
@@ -177,7 +177,7 @@ def test_idle_connections_are_closed() -> None:
 
 
 def test_a_reply_declared_huge_cancels_the_call_at_its_prefix() -> None:
-    """What a node calling a hostile peer's Sync sees (peer.mesh uses GuardedChannel)."""
+    """What a node calling a hostile peer's Sync sees (peer.net.mesh uses GuardedChannel)."""
     sent = 0
 
     async def huge_reply(stream: Any) -> None:

@@ -16,8 +16,6 @@ import trio
 import localgrape
 from devsupport.ports import free_port
 from grape_client import GrapeClient
-from peer import aio
-from peer.codec import LimitedCodec
 from peer.config import NodeConfig
 from peer.core.rules import Rejection as RuleRejection
 from peer.gen.auction.v1 import (
@@ -38,11 +36,13 @@ from peer.gen.auction.v1 import (
     SyncReply,
     SyncRequest,
 )
-from peer.mesh import DOWN, DUPLICATE, UP, Mesh
+from peer.net import aio
+from peer.net.codec import LimitedCodec
+from peer.net.mesh import DOWN, DUPLICATE, UP, Mesh
+from peer.net.rpc import PeerService
+from peer.net.server import Server
 from peer.node import Node
 from peer.output import Output
-from peer.rpc import PeerService
-from peer.server import Server
 from tests.support import wait_mesh
 
 
@@ -198,7 +198,7 @@ async def _bid(bidder: Node, auction: str, amount: str) -> tuple[str, str]:
 
 async def test_every_fresh_bidder_reaches_the_real_seller(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="peer.mesh")
+    caplog.set_level(logging.INFO, logger="peer.net.mesh")
     async with trio.open_nursery() as nursery:
         grape = await nursery.start(localgrape.serve, localgrape.GrapeConfig())
         seller = _node(tmp_path, "Client#1", grape.url)

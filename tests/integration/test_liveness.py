@@ -10,7 +10,7 @@ import trio
 
 import localgrape
 from peer.config import NodeConfig, with_env_overrides
-from peer.mesh import DOWN, HELLO_TIMEOUT, LIVENESS_TICK, SELF, UP, PeerLink
+from peer.net.mesh import DOWN, HELLO_TIMEOUT, LIVENESS_TICK, SELF, UP, PeerLink
 from peer.node import Node
 from peer.output import Output
 from tests.support import wait_mesh

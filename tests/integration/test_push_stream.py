@@ -11,7 +11,7 @@ import localgrape
 from devsupport.ports import free_port
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import NotificationKind, OpenRequest
-from peer.mesh import UP, PeerLink
+from peer.net.mesh import UP, PeerLink
 from peer.node import Node
 from peer.output import Output
 from tests.support import wait_mesh

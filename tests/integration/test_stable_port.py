@@ -13,7 +13,7 @@ import trio
 
 import localgrape
 from peer.config import NodeConfig
-from peer.mesh import SELF, UP
+from peer.net.mesh import SELF, UP
 from peer.node import Node, ReadyInfo
 from peer.output import Output
 from peer.storage import port_memory

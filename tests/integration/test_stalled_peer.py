@@ -19,10 +19,10 @@ import pytest
 import trio
 
 import localgrape
-from peer import mesh as mesh_module
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import Notification, NotificationKind, OpenRequest
-from peer.mesh import UP, Mesh, PeerLink
+from peer.net import mesh as mesh_module
+from peer.net.mesh import UP, Mesh, PeerLink
 from peer.node import Node
 from peer.output import Output
 from tests.e2e.harness import NodeProc

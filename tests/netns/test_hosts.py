@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from peer.mesh import HELLO_TIMEOUT, LIVENESS_IDLE, LIVENESS_TICK
+from peer.net.mesh import HELLO_TIMEOUT, LIVENESS_IDLE, LIVENESS_TICK
 from tests.e2e.harness import NodeProc
 from tests.netns.lab import Lab, running_lab
 from tests.support import ROOT, require_grape

@@ -8,11 +8,11 @@ from typing import Any, cast
 import trio
 import trio.testing
 
-from peer.address_book import AddressLimits, admit, describe_failure, peer_views
-from peer.aio import Bridge
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import Head
-from peer.mesh import DOWN, UP, Mesh, PeerLink
+from peer.net.address_book import AddressLimits, admit, describe_failure, peer_views
+from peer.net.aio import Bridge
+from peer.net.mesh import DOWN, UP, Mesh, PeerLink
 
 LIMITS = AddressLimits(max_known=50, max_new_per_lookup=10, forget_after=60.0)
 

@@ -1,4 +1,4 @@
-"""peer.aio.serial_caller: asyncio code calling trio through one long-lived trio task."""
+"""peer.net.aio.serial_caller: asyncio code calling trio through one long-lived trio task."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from peer import aio
+from peer.net import aio
 
 
 async def test_calls_run_in_order_in_one_trio_task_and_errors_reach_the_caller() -> None:

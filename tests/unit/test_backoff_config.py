@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from peer.backoff import Backoff
 from peer.config import NodeConfig, with_env_overrides
+from peer.net.backoff import Backoff
 
 
 def test_backoff_grows_jittered_and_capped() -> None:

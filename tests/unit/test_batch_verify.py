@@ -1,4 +1,4 @@
-"""peer.batch_verify, peer.verify_pool, peer.verify_worker: decode once, check everywhere.
+"""batch_verify, verify_pool, verify_worker (peer.net): decode once, check everywhere.
 
 Every path that says "verified" must have checked both signatures of an Accept
 (the author's and the bidder's); a broken worker must cost speed, never a forgery.
@@ -15,13 +15,13 @@ import sys
 import pytest
 import trio
 
-from peer.batch_verify import PARALLEL_MIN, IncomingBatch, preverify
 from peer.core.ledger import Ledger
 from peer.core.rules import Rejection
 from peer.core.signed_events import DecodedEvent, decode_signed, signature_checks
 from peer.gen.auction.v1 import Accept, Event, Open, RejectCode, SignedBid, SignedEvent
-from peer.verify_pool import WORKER_NICE, encode_job, open_verify_pool
-from peer.verify_worker import JOB_HEADER, answer, serve
+from peer.net.batch_verify import PARALLEL_MIN, IncomingBatch, preverify
+from peer.net.verify_pool import WORKER_NICE, encode_job, open_verify_pool
+from peer.net.verify_worker import JOB_HEADER, answer, serve
 from tests.unit.test_ledger import C1, C2, C3, Author, bid, raw_event, sha
 
 BIDS = PARALLEL_MIN + 8
@@ -159,7 +159,7 @@ async def test_pool_checks_that_cannot_be_framed_count_as_failed() -> None:
 
 
 def test_a_worker_lowers_its_own_priority_before_answering() -> None:
-    with subprocess.Popen([sys.executable, "-m", "peer.verify_worker", "3"],
+    with subprocess.Popen([sys.executable, "-m", "peer.net.verify_worker", "3"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as worker:
         try:
             assert worker.stdin is not None and worker.stdout is not None

@@ -27,11 +27,11 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
+from peer.net.views import DEFAULT_BID_PAGE, MAX_BID_PAGE, bid_page
 from peer.node import Node
 from peer.output import Output
 from peer.render import auction_json, auction_lines, best_bid, bid_count, bid_lines
 from peer.storage.store import EventStore
-from peer.views import DEFAULT_BID_PAGE, MAX_BID_PAGE, bid_page
 
 SELLER = Identity.from_seed(b"\x81" * 32, "Seller")
 BIDDER = Identity.from_seed(b"\x82" * 32, "Bidder")

@@ -10,7 +10,6 @@ from grpclib.const import Status
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.codec import MAX_MESSAGE_BYTES, LimitedCodec
 from peer.core.envelopes import (
     EnvelopeError,
     decode_push,
@@ -19,6 +18,7 @@ from peer.core.envelopes import (
     encode_sync_reply,
 )
 from peer.gen.auction.v1 import Head, PushRequest, SignedEvent, SyncReply, SyncRequest
+from peer.net.codec import MAX_MESSAGE_BYTES, LimitedCodec
 
 signed_events = st.lists(
     st.builds(SignedEvent, event=st.binary(max_size=300), signature=st.binary(max_size=70)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.codec import LimitedCodec
 from peer.core.fast_encode import FAST_ENCODERS
 from peer.gen.auction.v1 import (
     AuctionState,
@@ -21,6 +20,7 @@ from peer.gen.auction.v1 import (
     Rejection,
     SignedEvent,
 )
+from peer.net.codec import LimitedCodec
 
 _int64 = st.integers(-(1 << 63), (1 << 63) - 1)
 _text = st.text(max_size=12)

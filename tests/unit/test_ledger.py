@@ -488,8 +488,8 @@ def test_rejection_code_name_for_unknown_codes() -> None:
 
 
 def test_short_id_from_list_resolves_to_one_auction() -> None:
+    from peer.net.views import auction_view
     from peer.render import short_auction_ids
-    from peer.views import auction_view
 
     c1, c2 = Author(C1), Author(C2)
     first, second = c1.open("Pic#1", "75"), c1.open("Pic#2", "60")

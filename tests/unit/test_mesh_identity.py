@@ -7,10 +7,10 @@ from typing import cast
 
 import trio
 
-from peer.aio import Bridge
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import Head
-from peer.mesh import DOWN, DUPLICATE, GOODBYE_SKEW_MS, SELF, UP, Mesh, PeerLink
+from peer.net.aio import Bridge
+from peer.net.mesh import DOWN, DUPLICATE, GOODBYE_SKEW_MS, SELF, UP, Mesh, PeerLink
 
 SELLER = Identity.from_seed(b"\x05" * 32, "Client#1").node_id
 

@@ -29,9 +29,9 @@ from peer.gen.auction.v1 import (
     SignedEvent,
     SyncRequest,
 )
+from peer.net.rpc import StorageUnavailable
 from peer.node import Node
 from peer.output import Output
-from peer.rpc import StorageUnavailable
 from peer.storage.store import EventStore
 from tests.unit.test_ledger import Author, bid
 

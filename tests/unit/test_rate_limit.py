@@ -8,7 +8,7 @@ import pytest
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from peer.rate_limit import PeerRateLimiter, RateLimits, TokenBucket, caller
+from peer.net.rate_limit import PeerRateLimiter, RateLimits, TokenBucket, caller
 
 
 class Clock:

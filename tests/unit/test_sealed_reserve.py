@@ -22,7 +22,7 @@ from peer.core.sealed_reserve import (
 )
 from peer.core.signed_events import sign_event
 from peer.gen.auction.v1 import Close, Event, Open, RejectCode, SignedEvent
-from peer.views import auction_view
+from peer.net.views import auction_view
 from tests.unit.timed_support import T0, ClockedAuthor
 
 C1 = Identity.from_seed(b"\x01" * 32, "Client#1")

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from grape_client import GrapeUnavailable
-from peer.self_check import FAILED, MAX_CANDIDATES, PASSED, check_self, is_local_address
+from peer.net.self_check import FAILED, MAX_CANDIDATES, PASSED, check_self, is_local_address
 
 ME, OTHER = b"\x01" * 32, b"\x02" * 32
 

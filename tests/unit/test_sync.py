@@ -1,4 +1,4 @@
-"""peer.sync: the collector is spared during a pull, and given everything back after it."""
+"""peer.net.sync: the collector is spared during a pull, and given everything back after it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from peer.sync import _sparing_the_collector
+from peer.net.sync import _sparing_the_collector
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""peer.views: ledger records as the Control service's wire views."""
+"""peer.net.views: ledger records as the Control service's wire views."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from peer.core.auctions import AcceptedBid, Auction, AuctionKey, Terms
 from peer.gen.auction.v1 import AuctionState, AuctionView, CloseReason
-from peer.views import auction_view, bid_view
+from peer.net.views import auction_view, bid_view
 
 SELLER = b"\x01" * 32
 BIDDER = b"\x02" * 32

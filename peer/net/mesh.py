@@ -36,17 +36,6 @@ from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 
-from peer import aio
-from peer.address_book import (
-    AddressLimits,
-    PeerView,
-    admit,
-    describe_failure,
-    forget_dead,
-    peer_views,
-)
-from peer.backoff import Backoff
-from peer.codec import LimitedCodec
 from peer.core.bid_replies import check_bid_reply
 from peer.core.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
 from peer.core.identity import Identity
@@ -65,8 +54,19 @@ from peer.gen.auction.v1 import (
     SignedBid,
     SignedEvent,
 )
-from peer.h2_guard import GuardedChannel
-from peer.warn_once import WarnOnce
+from peer.net import aio
+from peer.net.address_book import (
+    AddressLimits,
+    PeerView,
+    admit,
+    describe_failure,
+    forget_dead,
+    peer_views,
+)
+from peer.net.backoff import Backoff
+from peer.net.codec import LimitedCodec
+from peer.net.h2_guard import GuardedChannel
+from peer.net.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class Mesh:
         """Start probing the addresses worth taking in; returns their new links.
 
         First forgets addresses that stayed down too long, then admits at most
-        ``max_new_per_lookup`` new ones within ``max_known`` (``peer.address_book``).
+        ``max_new_per_lookup`` new ones within ``max_known`` (``peer.net.address_book``).
         """
         now = trio.current_time()
         self._forget(forget_dead(self.links, now, self.address_limits.forget_after), now)

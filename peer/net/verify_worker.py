@@ -1,6 +1,6 @@
-"""The child side of :mod:`peer.verify_pool`: Ed25519 checks in a process of their own.
+"""The child side of :mod:`peer.net.verify_pool`: Ed25519 checks in a process of their own.
 
-``python -m peer.verify_worker`` reads jobs from stdin and writes answers to stdout
+``python -m peer.net.verify_worker`` reads jobs from stdin and writes answers to stdout
 until stdin closes. It imports nothing of the node but :func:`peer.core.identity.verify`,
 so it starts in a fraction of a second.
 
@@ -83,8 +83,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m peer.verify_worker [NICE]``: lower this process's priority by NICE
-    (see :data:`peer.verify_pool.WORKER_NICE`), then :func:`serve` stdin and stdout."""
+    """``python -m peer.net.verify_worker [NICE]``: lower this process's priority by NICE
+    (see :data:`peer.net.verify_pool.WORKER_NICE`), then :func:`serve` stdin and stdout."""
     if len(argv) > 1:
         # If it fails: full priority, slower for the node's own loop, never wrong.
         with contextlib.suppress(ValueError, OSError):

@@ -5,7 +5,7 @@ Every ``PlaceBid`` costs the seller a signature check and a durable append, ever
 remote peer is known here by its connection (``host:port`` of the far end): node
 ids in requests are only claimed, and every node opens one channel to each peer,
 so a connection is the unit an honest peer never shares with another. The
-transport guard (``peer.h2_guard``) caps connections per address, which bounds
+transport guard (``peer.net.h2_guard``) caps connections per address, which bounds
 what opening more connections buys.
 
 A caller over its rate is first **slowed** (the request waits for its tokens, as

@@ -4,7 +4,7 @@ Why processes and not threads: PyNaCl releases the GIL for the ~60 µs of one
 check, but takes it back after every check; while the trio thread is busy decoding
 and applying the previous page, a worker thread waits up to the interpreter's switch
 interval (5 ms) for it, so checks crawl exactly when they should overlap that work.
-A worker process (:mod:`peer.verify_worker`) has its own interpreter: the pages
+A worker process (:mod:`peer.net.verify_worker`) has its own interpreter: the pages
 ahead are verified at full speed on the other cores while this one applies.
 
 A :class:`VerifyPool` (:func:`open_verify_pool`) belongs to one task (a sync pull):
@@ -32,7 +32,7 @@ from typing import Final
 
 import trio
 
-from peer.verify_worker import ANSWER_HEADER, CHECK_HEADER, JOB_HEADER
+from peer.net.verify_worker import ANSWER_HEADER, CHECK_HEADER, JOB_HEADER
 
 __all__ = ["WORKER_NICE", "VerifyPool", "encode_job", "open_verify_pool"]
 
@@ -56,7 +56,7 @@ _IMPORT_ROOT: Final = str(Path(__file__).resolve().parent.parent)
 
 
 def encode_job(checks: Sequence[Check]) -> tuple[bytes, list[int]]:
-    """A job for :mod:`peer.verify_worker` and the indexes of ``checks`` it carries.
+    """A job for :mod:`peer.net.verify_worker` and the indexes of ``checks`` it carries.
 
     Checks that cannot be framed (not bytes, or too long) are left out: they count
     as failed.
@@ -202,7 +202,7 @@ class VerifyPool:
         for _ in range(self.workers):
             try:
                 process = await trio.lowlevel.open_process(
-                    [sys.executable, "-m", "peer.verify_worker", str(WORKER_NICE)],
+                    [sys.executable, "-m", "peer.net.verify_worker", str(WORKER_NICE)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
             except OSError:

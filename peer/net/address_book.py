@@ -3,7 +3,7 @@
 Grape answers a lookup with whatever was announced under the service name, dead or
 alive, and anyone may announce: without bounds one hostile announcer (or a grape that
 answers thousands of addresses) grows the mesh's address set, and the probes it
-starts, without limit. These pure functions, used by ``peer.mesh``, keep the set
+starts, without limit. These pure functions, used by ``peer.net.mesh``, keep the set
 bounded:
 
 - at most ``max_new_per_lookup`` new addresses from one lookup (a real grape answers
@@ -42,13 +42,13 @@ class AddressLimits:
     max_new_per_lookup: int = 100
     forget_after: float = 600.0
     evict_after: float = 60.0
-    #: Probes a second of addresses that never answered, in all (peer.mesh).
+    #: Probes a second of addresses that never answered, in all (peer.net.mesh).
     probe_rate: float = 20.0
     probe_burst: int = 50
 
 
 class LinkState(Protocol):
-    """What these functions read of a ``peer.mesh.PeerLink``."""
+    """What these functions read of a ``peer.net.mesh.PeerLink``."""
 
     @property
     def address(self) -> str: ...

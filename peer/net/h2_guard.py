@@ -62,7 +62,7 @@ _REFUSED_LINGER: Final = 0.5  # seconds a refused connection stays open to read 
 class TransportLimits:
     """Bounds on the public gRPC port (README, Limits)."""
 
-    #: Largest message accepted; the same as ``peer.codec.MAX_MESSAGE_BYTES``.
+    #: Largest message accepted; the same as ``peer.net.codec.MAX_MESSAGE_BYTES``.
     max_message_bytes: int = 4 * _MiB
     #: Declared bytes of messages still arriving, per connection and per server.
     connection_in_flight: int = 8 * _MiB
@@ -341,7 +341,7 @@ class GuardedChannel(Channel):
 def cut_connection(server_stream: Any) -> None:
     """Close the connection a grpclib server ``Stream`` came on: GOAWAY, then hang up.
 
-    For a caller the rate limits refused many times (``peer.rate_limit``). grpclib
+    For a caller the rate limits refused many times (``peer.net.rate_limit``). grpclib
     has no public way from a handler to its connection; its ``Stream._stream`` is
     the protocol-level stream that holds it.
     """

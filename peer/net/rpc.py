@@ -1,7 +1,7 @@
 """grpclib services: ``Peer`` (public port) and ``Control`` (local Unix socket).
 
 Handlers run on asyncio (grpclib's world) and only translate: each one crosses
-into trio through ``peer.aio.from_trio`` and calls the node, which owns all
+into trio through ``peer.net.aio.from_trio`` and calls the node, which owns all
 state. Expected refusals travel in the reply (``Rejection``); malformed input
 becomes ``INVALID_ARGUMENT``, so no traceback ever crosses the wire.
 """
@@ -18,7 +18,6 @@ import trio
 from grpclib import GRPCError
 from grpclib.const import Cardinality, Status
 
-from peer import aio
 from peer.gen.auction.v1 import (
     BidRequest,
     CloseRequest,
@@ -46,8 +45,9 @@ from peer.gen.auction.v1 import (
     SyncRequest,
     WatchRequest,
 )
-from peer.h2_guard import cut_connection
-from peer.rate_limit import PeerRateLimiter, RateLimited, caller, caller_key
+from peer.net import aio
+from peer.net.h2_guard import cut_connection
+from peer.net.rate_limit import PeerRateLimiter, RateLimited, caller, caller_key
 
 __all__ = ["BadInput", "ControlService", "PeerService", "StorageUnavailable"]
 

@@ -13,7 +13,7 @@ leak their sockets otherwise), they are hung up on as soon as they are made, and
 ``wait_closed`` waits until every connection ever accepted is gone, so the loop is
 never closed with one still open.
 
-Given ``limits``, every connection is a ``peer.h2_guard.GuardedProtocol``: message
+Given ``limits``, every connection is a ``peer.net.h2_guard.GuardedProtocol``: message
 sizes refused from their prefix, HTTP/2 settings, connection caps, idle timeout.
 """
 
@@ -27,7 +27,7 @@ from grpclib.protocol import H2Protocol
 from grpclib.server import Handler
 from grpclib.server import Server as _GrpclibServer
 
-from peer.h2_guard import GuardedProtocol, TransportGuard, TransportLimits
+from peer.net.h2_guard import GuardedProtocol, TransportGuard, TransportLimits
 
 __all__ = ["Server"]
 

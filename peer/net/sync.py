@@ -18,11 +18,11 @@ from typing import Protocol
 
 import trio
 
-from peer.batch_verify import IncomingBatch
 from peer.gen.auction.v1 import Head, SignedEvent, SyncReply, SyncRequest
-from peer.mesh import Mesh, PeerLink
-from peer.rpc import StorageUnavailable
-from peer.verify_pool import open_verify_pool
+from peer.net.batch_verify import IncomingBatch
+from peer.net.mesh import Mesh, PeerLink
+from peer.net.rpc import StorageUnavailable
+from peer.net.verify_pool import open_verify_pool
 
 log = logging.getLogger(__name__)
 

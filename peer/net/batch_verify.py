@@ -30,7 +30,7 @@ from peer.core.signed_events import (
     signature_checks,
 )
 from peer.gen.auction.v1 import SignedEvent
-from peer.verify_pool import VerifyPool
+from peer.net.verify_pool import VerifyPool
 
 __all__ = ["CHUNK", "PARALLEL_MIN", "POOL_CHUNK", "IncomingBatch", "preverify"]
 

@@ -10,7 +10,7 @@ from peer.core.auctions import Auction, BidAccepted, Opened, best_bid_only
 from peer.core.auctions import Notification as LedgerNotification  # the wire has a Notification
 from peer.core.rules import format_amount
 from peer.gen.auction.v1 import AuctionView, Notification, NotificationKind
-from peer.views import bid_view, summary_view
+from peer.net.views import bid_view, summary_view
 
 __all__ = ["LedgerNotification", "ended_message", "notification_message"]
 
