@@ -36,7 +36,7 @@ import httpx
 
 from devsupport.grape import NPM_GRAPE, grape_answers
 from devsupport.ports import free_port, free_tcp_udp_port
-from peer.control_client import call
+from peer.cli.control_client import call
 from peer.gen.auction.v1 import ControlStub, StatusReply, StatusRequest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ STARTS = 3
 EVENTS = 100_000
 WINNER = (b'"winner": "Client#2"', b'"amount": "80"')
 
-_IMPORTS = ("import peer.cli, peer.node, peer.net.mesh, peer.storage.store, trio_asyncio, "
+_IMPORTS = ("import peer.cli.commands, peer.node, peer.net.mesh, peer.storage.store, trio_asyncio, "
             "grpclib.server, httpx, sys; print('ok', flush=True); sys.stdin.read()")
 
 

@@ -1,5 +1,5 @@
-"""`python -m peer`: see peer.cli."""
+"""`python -m peer`: see peer.cli.commands."""
 
-from peer.cli import main
+from peer.cli.commands import main
 
 raise SystemExit(main())

@@ -26,6 +26,7 @@ from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer import exit_codes
+from peer.cli.output import Output
 from peer.config import NodeConfig, with_env_overrides
 from peer.core.auctions import Auction, AuctionKey, best_bid_only
 from peer.core.bid_replies import signed_rejection
@@ -83,7 +84,6 @@ from peer.net.server import Server
 from peer.net.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.net.views import auction_view, bid_page, summary_view
 from peer.net.warn_once import WarnOnce
-from peer.output import Output
 from peer.progress import SyncProgress, expected_events
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
 from peer.storage import paths, port_memory

@@ -11,12 +11,12 @@ import trio
 
 import localgrape
 from grape_client import GrapeClient
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import NotificationKind, OpenRequest
 from peer.net.backoff import Backoff
 from peer.net.mesh import DOWN, UP
 from peer.node import Node
-from peer.output import Output
 from tests.support import wait_mesh
 
 

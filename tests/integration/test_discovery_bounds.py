@@ -11,10 +11,10 @@ import trio
 
 import localgrape
 from grape_client import GrapeClient
+from peer.cli.output import Output
+from peer.cli.render import status_lines
 from peer.config import NodeConfig
 from peer.node import Node
-from peer.output import Output
-from peer.render import status_lines
 from tests.hostile_grape import HostileGrape
 from tests.support import wait_mesh
 

@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import localgrape
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.handshake import new_challenge, sign_caller, verify_callee
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import HelloReply, HelloRequest, PeerStub, ProveRequest
 from peer.net import aio
 from peer.node import Node
-from peer.output import Output
 
 ALICE = Identity.from_seed(b"\x0a" * 32, "Alice")
 

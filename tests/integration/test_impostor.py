@@ -16,6 +16,7 @@ import trio
 import localgrape
 from devsupport.ports import free_port
 from grape_client import GrapeClient
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.rules import Rejection as RuleRejection
 from peer.gen.auction.v1 import (
@@ -42,7 +43,6 @@ from peer.net.mesh import DOWN, DUPLICATE, UP, Mesh
 from peer.net.rpc import PeerService
 from peer.net.server import Server
 from peer.node import Node
-from peer.output import Output
 from tests.support import wait_mesh
 
 

@@ -9,10 +9,10 @@ import pytest
 import trio
 
 import localgrape
+from peer.cli.output import Output
 from peer.config import NodeConfig, with_env_overrides
 from peer.net.mesh import DOWN, HELLO_TIMEOUT, LIVENESS_TICK, SELF, UP, PeerLink
 from peer.node import Node
-from peer.output import Output
 from tests.support import wait_mesh
 
 IDLE = 1.0  # the liveness bound of this test (the default is 10 s)

@@ -9,11 +9,11 @@ import trio
 
 import localgrape
 from devsupport.ports import free_port
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import NotificationKind, OpenRequest
 from peer.net.mesh import UP, PeerLink
 from peer.node import Node
-from peer.output import Output
 from tests.support import wait_mesh
 
 

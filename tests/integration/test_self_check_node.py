@@ -11,10 +11,10 @@ import pytest
 import trio
 
 import localgrape
+from peer.cli.output import Output
+from peer.cli.render import status_json, status_lines
 from peer.config import NodeConfig
 from peer.node import Node
-from peer.output import Output
-from peer.render import status_json, status_lines
 
 
 async def test_default_node_passes_and_shows_its_dial_address(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 import trio
 
 import localgrape
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.net.mesh import SELF, UP
 from peer.node import Node, ReadyInfo
-from peer.output import Output
 from peer.storage import port_memory
 from tests.support import free_port, wait_mesh
 

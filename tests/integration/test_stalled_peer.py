@@ -19,12 +19,12 @@ import pytest
 import trio
 
 import localgrape
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.gen.auction.v1 import Notification, NotificationKind, OpenRequest
 from peer.net import mesh as mesh_module
 from peer.net.mesh import UP, Mesh, PeerLink
 from peer.node import Node
-from peer.output import Output
 from tests.e2e.harness import NodeProc
 from tests.support import wait_mesh, wait_until
 

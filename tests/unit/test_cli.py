@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.cli import EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
+from peer.cli.commands import EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

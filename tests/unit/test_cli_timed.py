@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from peer.cli import EXIT_USAGE, _open_request, build_parser, main
+from peer.cli.commands import EXIT_USAGE, _open_request, build_parser, main
+from peer.cli.render import auction_json, auction_lines, list_lines, notification_json, time_left
 from peer.core.rules import format_time
 from peer.gen.auction.v1 import (
     AuctionState,
@@ -16,7 +17,6 @@ from peer.gen.auction.v1 import (
     Notification,
     NotificationKind,
 )
-from peer.render import auction_json, auction_lines, list_lines, notification_json, time_left
 
 NOW = 1_800_000_000_000
 

@@ -1,4 +1,4 @@
-"""peer.control_client: how each way a Control call can fail reaches the CLI.
+"""peer.cli.control_client: how each way a Control call can fail reaches the CLI.
 
 NodeUnreachable (exit 3, nothing was sent), NodeLost (exit 3, the request may have
 been carried out), NodeError (the node answered with a gRPC error).
@@ -14,7 +14,7 @@ from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.exceptions import StreamTerminatedError
 
-from peer.control_client import NodeError, NodeLost, NodeUnreachable, _guarded, call
+from peer.cli.control_client import NodeError, NodeLost, NodeUnreachable, _guarded, call
 
 SOCKET = Path("/nowhere/control.sock")
 

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from peer.cli.output import Output
+from peer.cli.render import auction_json, auction_lines, best_bid, bid_count, bid_lines
 from peer.config import NodeConfig
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import (
@@ -29,8 +31,6 @@ from peer.gen.auction.v1 import (
 )
 from peer.net.views import DEFAULT_BID_PAGE, MAX_BID_PAGE, bid_page
 from peer.node import Node
-from peer.output import Output
-from peer.render import auction_json, auction_lines, best_bid, bid_count, bid_lines
 from peer.storage.store import EventStore
 
 SELLER = Identity.from_seed(b"\x81" * 32, "Seller")

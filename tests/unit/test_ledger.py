@@ -488,8 +488,8 @@ def test_rejection_code_name_for_unknown_codes() -> None:
 
 
 def test_short_id_from_list_resolves_to_one_auction() -> None:
+    from peer.cli.render import short_auction_ids
     from peer.net.views import auction_view
-    from peer.render import short_auction_ids
 
     c1, c2 = Author(C1), Author(C2)
     first, second = c1.open("Pic#1", "75"), c1.open("Pic#2", "60")
@@ -512,8 +512,8 @@ def test_short_id_from_list_resolves_to_one_auction() -> None:
 
 
 def test_short_ids_grow_until_sellers_differ() -> None:
+    from peer.cli.render import short_auction_ids
     from peer.gen.auction.v1 import AuctionView
-    from peer.render import short_auction_ids
 
     twins = [bytes.fromhex("ab" * 5 + "00" * 27), bytes.fromhex("ab" * 5 + "01" + "00" * 26)]
     views = [AuctionView(id=f"{s.hex()}:1", seller=s) for s in twins]

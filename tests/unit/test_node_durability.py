@@ -24,6 +24,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
@@ -39,7 +40,6 @@ from peer.gen.auction.v1 import (
 )
 from peer.net.rpc import StorageUnavailable
 from peer.node import Node
-from peer.output import Output
 from peer.storage.store import EventStore, StoredEvent, StoreUnavailable
 from tests.unit.test_ledger import Author, bid, snapshot
 

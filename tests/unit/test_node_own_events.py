@@ -10,13 +10,13 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.identity import Identity
 from peer.core.rules import Rejection
 from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEvent
 from peer.node import Node
-from peer.output import Output
 from peer.storage.store import StoredEvent, StoreUnavailable
 
 

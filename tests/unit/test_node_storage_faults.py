@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
@@ -31,7 +32,6 @@ from peer.gen.auction.v1 import (
 )
 from peer.net.rpc import StorageUnavailable
 from peer.node import Node
-from peer.output import Output
 from peer.storage.store import EventStore
 from tests.unit.test_ledger import Author, bid
 

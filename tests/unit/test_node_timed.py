@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
@@ -28,7 +29,6 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.node import Node
-from peer.output import Output
 from peer.storage.store import StoredEvent
 from tests.unit.timed_support import T0, ClockedAuthor
 

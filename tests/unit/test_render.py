@@ -1,21 +1,10 @@
-"""peer.render: what `show`, `list`, `status` and `--json` lines say in each state."""
+"""peer.cli.render: what `show`, `list`, `status` and `--json` lines say in each state."""
 
 from __future__ import annotations
 
 import time
 
-from peer.gen.auction.v1 import (
-    AuctionState,
-    AuctionView,
-    BidView,
-    Fork,
-    Head,
-    Notification,
-    NotificationKind,
-    PeerStatus,
-    StatusReply,
-)
-from peer.render import (
+from peer.cli.render import (
     auction_json,
     auction_lines,
     best_bid,
@@ -26,6 +15,17 @@ from peer.render import (
     short_auction_ids,
     status_json,
     status_lines,
+)
+from peer.gen.auction.v1 import (
+    AuctionState,
+    AuctionView,
+    BidView,
+    Fork,
+    Head,
+    Notification,
+    NotificationKind,
+    PeerStatus,
+    StatusReply,
 )
 
 SELLER = bytes.fromhex("ab" * 32)

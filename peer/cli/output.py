@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any, TextIO
 
+from peer.cli.render import notification_json, short_id
 from peer.gen.auction.v1 import Notification
 from peer.net.self_check import NOT_RUN, SelfCheck
-from peer.render import notification_json, short_id
 
 __all__ = ["Output"]
 

@@ -22,6 +22,7 @@ from typing import TextIO
 
 import trio
 
+from peer.cli.output import Output
 from peer.config import DEFAULT_SERVICE, NodeConfig
 from peer.gen.auction.v1 import (
     BidRequest,
@@ -32,7 +33,6 @@ from peer.gen.auction.v1 import (
     OpenRequest,
 )
 from peer.node import Node
-from peer.output import Output
 
 STEP_TIMEOUT = 15.0
 WINNER_TEXT = "Client#2 -> 80 USDt"

@@ -32,8 +32,20 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from peer import exit_codes
+from peer.cli.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
+from peer.cli.lost_call import describe
+from peer.cli.render import (
+    auction_json,
+    auction_lines,
+    bid_json,
+    bid_lines,
+    list_lines,
+    notification_json,
+    short_auction_ids,
+    status_json,
+    status_lines,
+)
 from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
-from peer.control_client import CALL_TIMEOUT, NodeError, NodeLost, NodeUnreachable, call, stream
 from peer.core.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.gen.auction.v1 import (
     AuctionState,
@@ -48,20 +60,8 @@ from peer.gen.auction.v1 import (
     StatusRequest,
     WatchRequest,
 )
-from peer.lost_call import describe
 from peer.net.control_socket import ControlSocketError
 from peer.net.views import DEFAULT_BID_PAGE, MAX_BID_PAGE
-from peer.render import (
-    auction_json,
-    auction_lines,
-    bid_json,
-    bid_lines,
-    list_lines,
-    notification_json,
-    short_auction_ids,
-    status_json,
-    status_lines,
-)
 from peer.storage import paths
 from peer.storage.names import NameCollision, resolve_data_dir
 
@@ -499,7 +499,7 @@ def _main(argv: list[str]) -> int:
         if is_serve:
             return _serve(args)
         if args.command == "demo":
-            from peer.demo import main as demo_main
+            from peer.cli.demo import main as demo_main
 
             # The demo tells its own story: node logs only from warnings unless -v.
             level = (logging.DEBUG if args.verbose
