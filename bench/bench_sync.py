@@ -36,9 +36,8 @@ import trio
 
 from bench import bench_core
 from bench._harness import Cluster, log, rss_kib
-from peer.core.identity import Identity
 from peer.gen.auction.v1 import SignedEvent
-from peer.storage import paths
+from peer.storage import key_file, paths
 
 EVENTS = 100_000
 VERIFY_SAMPLE = 20_000
@@ -59,7 +58,7 @@ def fill_data_dir(data_dir: Path, signed: list[SignedEvent]) -> None:
     """
     data_dir.mkdir(parents=True, mode=0o700)
     trio.run(bench_core._fill, paths.database_path(data_dir), signed)
-    Identity.load_or_create(paths.key_path(data_dir), data_dir.name)
+    key_file.load_or_create(paths.key_path(data_dir), data_dir.name)
 
 
 def copy_data_dir(source: Path, target: Path) -> None:
@@ -68,7 +67,7 @@ def copy_data_dir(source: Path, target: Path) -> None:
         if f.name.startswith("events.sqlite3"):
             shutil.copy(f, target / f.name)
     # The same events, but a node of its own: a new key, not a copy of the source's.
-    Identity.load_or_create(paths.key_path(target), target.name)
+    key_file.load_or_create(paths.key_path(target), target.name)
 
 
 def _empty_start(cluster: Cluster) -> float:

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +24,11 @@ import trio
 from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
-from peer import exit_codes
-from peer.cli.output import Output
-from peer.config import NodeConfig, with_env_overrides
+from peer.config import NodeConfig
 from peer.core.auctions import Auction, AuctionKey, best_bid_only
 from peer.core.bid_replies import signed_rejection
 from peer.core.handshake import Challenges, HandshakeError, same_endpoint, verify_caller
-from peer.core.identity import Identity, IdentityError, verify
+from peer.core.identity import Identity, verify
 from peer.core.ledger import ApplyResult, Ledger, LoggedEvent
 from peer.core.rules import Rejection, format_amount, parse_amount
 from peer.core.sealed_reserve import Sealed, open_box, seal
@@ -74,7 +71,7 @@ from peer.net import aio
 from peer.net.address_book import AddressLimits
 from peer.net.batch_verify import IncomingBatch
 from peer.net.codec import LimitedCodec
-from peer.net.control_socket import ControlSocketError, prepare_to_listen
+from peer.net.control_socket import prepare_to_listen
 from peer.net.mesh import Mesh, PeerLink
 from peer.net.notifications import LedgerNotification, ended_message, notification_message
 from peer.net.rate_limit import PeerRateLimiter
@@ -85,10 +82,11 @@ from peer.net.sync import PAGE_SIZE, PullGate, anti_entropy, pull, pull_from_all
 from peer.net.views import auction_view, bid_page, summary_view
 from peer.net.warn_once import WarnOnce
 from peer.progress import SyncProgress, expected_events
-from peer.startup import CannotListen, DataDirUnusable, StartupFailure, cannot_listen, leaves
+from peer.reports import NodeReports, Quiet
+from peer.startup import CannotListen, cannot_listen
 from peer.storage import paths, port_memory
 from peer.storage.data_dir_identity import StartIdentity
-from peer.storage.dir_lock import DataDirInUse, DataDirLock
+from peer.storage.dir_lock import DataDirLock
 from peer.storage.in_flight import Commit, InFlight
 from peer.storage.in_order import InOrder
 from peer.storage.names import record_owner
@@ -150,13 +148,15 @@ def _rejected(rejection: Rejection) -> ControlReply:
 class Node:
     """A running auction node. ``await nursery.start(Node(config).run)``."""
 
-    def __init__(self, config: NodeConfig, output: Output | None = None, *,
+    def __init__(self, config: NodeConfig, reports: NodeReports | None = None, *,
                  wall_clock_ms: Callable[[], int] = _now_ms) -> None:
         """``wall_clock_ms`` is the clock events are stamped with and auctions end by
-        (ms since the epoch); tests pass one that follows trio's MockClock."""
+        (ms since the epoch); tests pass one that follows trio's MockClock.
+        ``reports`` hears what the node has to say to whoever runs it (nothing by
+        default: `serve` passes the CLI's printer)."""
         self.config = config
         self.wall_clock_ms = wall_clock_ms
-        self.output = output or Output(json_lines=config.json_output)
+        self.reports: NodeReports = reports if reports is not None else Quiet()
         self.ledger = Ledger()
         self.identity: Identity | None = None
         self.store: EventStore | None = None
@@ -283,7 +283,7 @@ class Node:
                         self._ready = True
                         info = ReadyInfo(config.name, self.identity.node_id, self.port,
                                          synced, socket_path)
-                        self.output.ready(info.name, info.node_id, info.port, synced,
+                        self.reports.ready(info.name, info.node_id, info.port, synced,
                                           self.ledger.event_count, str(socket_path),
                                           self.self_check)
                         task_status.started(info)
@@ -384,7 +384,7 @@ class Node:
         self._sync_progress = progress
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(progress.report, self.output, self.config.progress_interval)
+                nursery.start_soon(progress.report, self.reports, self.config.progress_interval)
                 # peer_up also starts pulls, which may win the race for the same events;
                 # counting the ledger, not the pulls, reports what sync really brought.
                 await pull_from_all(self, self.mesh)
@@ -717,7 +717,7 @@ class Node:
                 self._ended_announced.add(auction.key)
                 message = ended_message(auction, now)
                 if self._ready:
-                    self.output.notification(message)
+                    self.reports.notification(message)
                 self._send_watchers(message)
         return None
 
@@ -762,7 +762,7 @@ class Node:
             # instead: a node joining a busy network would print its whole history.
             # The line shows the auction and its best bid only: rendering every bid
             # (as a watcher's view has them) would cost O(bids) per line.
-            self.output.notification(notification_message(best_bid_only(note)))
+            self.reports.notification(notification_message(best_bid_only(note)))
         if self._watchers:
             self._send_watchers(notification_message(note))
 
@@ -782,7 +782,7 @@ class Node:
     # ================================================================== mesh hooks
 
     def peer_up(self, link: PeerLink) -> None:
-        self.output.peer(True, link.name, link.node_id, link.address)
+        self.reports.peer(True, link.name, link.node_id, link.address)
         self._send_watchers(Notification(kind=NotificationKind.PEER_UP, peer=link.node_id,
                                          peer_name=link.name,
                                          text=f"peer up: {link.name}"))
@@ -794,7 +794,7 @@ class Node:
                                      lambda: pull(self, mesh, link))
 
     def peer_down(self, link: PeerLink, reason: str) -> None:
-        self.output.peer(False, link.name, link.node_id, link.address, reason)
+        self.reports.peer(False, link.name, link.node_id, link.address, reason)
         self._send_watchers(Notification(kind=NotificationKind.PEER_DOWN, peer=link.node_id,
                                          peer_name=link.name,
                                          text=f"peer down: {link.name} ({reason})"))
@@ -1067,89 +1067,3 @@ def _endpoint_text(address: object) -> str:
         host = str(address[0])
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return "an unknown address"
-
-
-
-# ====================================================================== entry point
-
-
-def serve(config: NodeConfig, *, log_level: int = logging.INFO) -> int:
-    """Run a node until SIGINT/SIGTERM; the exit code for `python -m peer serve`.
-
-    An expected failure (:mod:`peer.startup`) is one line on stderr, an ``error``
-    object with ``--json``, and its own exit code (:mod:`peer.exit_codes`).
-    """
-    _setup_logging(log_level)
-    output = Output(json_lines=config.json_output)
-    try:
-        config = with_env_overrides(config, os.environ)
-    except ValueError as exc:
-        log.error("%s", exc)
-        output.error("BAD_USAGE", str(exc))
-        return exit_codes.USAGE
-    stopped_by = "stopped"
-
-    async def main() -> None:
-        nonlocal stopped_by
-        # The receiver comes first: the ready line is out before `start` returns, and
-        # a SIGTERM sent on seeing it must stop the node cleanly, not kill it.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(Node(config, output).run)
-                async for signum in signals:
-                    stopped_by = signal.Signals(signum).name
-                    log.info("%s: stopping (%s)", config.name, stopped_by)
-                    nursery.cancel_scope.cancel()
-                    break
-
-    failures: list[BaseException] = []
-    interrupted = False
-    try:
-        trio.run(main)
-    except* (StartupFailure, OSError, StoreError, IdentityError, DataDirInUse,
-             ControlSocketError) as group:
-        # Expected ways to fail (port taken, damaged database or key, data dir or
-        # control socket in use): one readable line each, no traceback, whatever
-        # nurseries the error came through.
-        failures.extend(leaves(group))
-    except* KeyboardInterrupt:
-        interrupted = True
-    if failures:
-        for failure in failures:
-            log.error("%s: %s", config.name, failure)
-        code, exit_code = _classify(failures[0], config.data_dir)
-        output.error(code, str(failures[0]))
-        return exit_code
-    if interrupted:
-        log.info("%s: interrupted while starting", config.name)
-        output.error("INTERRUPTED", "interrupted while starting")
-        return exit_codes.INTERRUPTED
-    output.stopped(stopped_by)
-    return exit_codes.OK
-
-
-def _classify(failure: BaseException, data_dir: Path) -> tuple[str, int]:
-    """The JSON error code and the exit code for one failure of `serve`."""
-    if isinstance(failure, StartupFailure):
-        return failure.code, failure.exit_code
-    if isinstance(failure, ControlSocketError):
-        return CannotListen.code, CannotListen.exit_code
-    if isinstance(failure, StoreError | IdentityError | DataDirInUse):
-        return DataDirUnusable.code, DataDirUnusable.exit_code
-    # A bare OSError: a file of the data dir, or else the network.
-    filename = getattr(failure, "filename", None)
-    if filename is not None and Path(os.fsdecode(filename)).resolve().is_relative_to(
-            data_dir.resolve()):
-        return DataDirUnusable.code, DataDirUnusable.exit_code
-    return CannotListen.code, CannotListen.exit_code
-
-
-def _setup_logging(level: int) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # grpclib logs every failed connection at ERROR with a traceback; a dead peer
-    # is expected and handled by the mesh, so keep those out of the user's way.
-    logging.getLogger("grpclib").setLevel(logging.CRITICAL)
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -434,7 +434,7 @@ def _run_control(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     # Imported here: the control commands start faster without the node's imports.
     from grape_client import GrapeClient
-    from peer.node import serve
+    from peer.cli.serve import serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, not {args.port}")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peer.core.identity import Identity, IdentityError
+from peer.core.identity import Identity
 from peer.storage import paths
+from peer.storage.key_file import IdentityError, load_or_create
 from peer.storage.store import EventStore
 
 __all__ = ["StartIdentity"]
@@ -37,18 +38,18 @@ class StartIdentity:
             IdentityError: The key is missing but the database holds events, or the
                 key file is damaged or cannot be written.
         """
-        key_file = paths.key_path(data_dir)
-        created = not key_file.exists() and not key_file.is_symlink()
+        key_path = paths.key_path(data_dir)
+        created = not key_path.exists() and not key_path.is_symlink()
         if created:
             events = store.count()
             if events:
                 raise IdentityError(
-                    f"{store.path} holds {events} event(s) but the node key {key_file} is "
+                    f"{store.path} holds {events} event(s) but the node key {key_path} is "
                     f"missing: a new key could not close this node's auctions, so none was "
-                    f"made. Restore {key_file.name} from a backup; or, to start over as a "
+                    f"made. Restore {key_path.name} from a backup; or, to start over as a "
                     f"new node, move {store.path.name} (and its -wal file) out of "
                     f"{data_dir}")
-        return cls(Identity.load_or_create(key_file, name), data_dir, created)
+        return cls(load_or_create(key_path, name), data_dir, created)
 
     def abandon(self) -> None:
         """Undo a failed first start: remove the key it made and the database it began.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.core.identity import Identity
+from peer.storage import key_file
 from tests.e2e.harness import PY, NodeProc, child_env, cli
 from tests.support import ROOT, running_grapes, wait_until
 
@@ -73,14 +73,14 @@ def test_port_in_use_is_exit_5_in_one_line_and_leaves_no_new_key(tmp_path: Path)
 
 def test_failed_start_keeps_the_key_and_events_it_found(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
-    identity = Identity.load_or_create(data_dir / "node.key", "A")
+    identity = key_file.load_or_create(data_dir / "node.key", "A")
     before = (data_dir / "node.key").read_bytes()
     result = _serve("--name", "A", "--data-dir", str(data_dir), "--host", "999.1.1.1",
                     "--grape", "http://127.0.0.1:9")
     assert result.returncode == 5
     _one_line_failure(result, "--host '999.1.1.1' is not an address of this machine")
     assert (data_dir / "node.key").read_bytes() == before
-    assert Identity.load_or_create(data_dir / "node.key", "A").node_id == identity.node_id
+    assert key_file.load_or_create(data_dir / "node.key", "A").node_id == identity.node_id
 
 
 def test_damaged_key_is_exit_4_and_is_kept(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_damaged_key_is_exit_4_and_is_kept(tmp_path: Path) -> None:
 def test_damaged_store_is_exit_4_names_the_file_and_is_kept(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
     data_dir.mkdir(mode=0o700)
-    Identity.load_or_create(data_dir / "node.key", "A")
+    key_file.load_or_create(data_dir / "node.key", "A")
     database = data_dir / "events.sqlite3"
     database.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # a torn header page
     damaged = database.read_bytes()
@@ -246,7 +246,7 @@ def big_source(tmp_path: Path, grape: str) -> Iterator[NodeProc]:
 
     fill_data_dir(tmp_path / "source", bench_core._workload(3000))
     # The node relays these events; a data dir with events needs a key to start.
-    Identity.load_or_create(tmp_path / "source" / "node.key", "Source")
+    key_file.load_or_create(tmp_path / "source" / "node.key", "Source")
     source = NodeProc("Source", tmp_path / "source", [grape]).start(timeout=60)
     try:
         assert source.ready["events"] == 3000

@@ -35,7 +35,7 @@ from peer.gen.auction.v1 import (
     SyncRequest,
 )
 from peer.net.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
-from peer.storage import paths
+from peer.storage import key_file, paths
 from tests.e2e.harness import nodes
 from tests.support import running_grapes
 
@@ -221,7 +221,7 @@ def test_a_forged_or_garbled_leave_changes_nothing_and_a_signed_one_is_heard(
         assert not [r for r in c2.lines if r.get("event") == "peer_down"]
 
         # Client#1's own goodbye, signed with its key, is heard at once.
-        key = Identity.load_or_create(paths.key_path(c1.data_dir), "Client#1")
+        key = key_file.load_or_create(paths.key_path(c1.data_dir), "Client#1")
         assert key.node_id == c1_id
         _grpc(port, LeaveRequest(goodbye=goodbye, signature=key.sign(goodbye)), "leave")
         down = c2.wait_for(lambda r: r.get("event") == "peer_down", what="peer_down")

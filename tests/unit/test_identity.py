@@ -10,13 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.core.identity import KEY_FILE_HEADER, Identity, IdentityError, verify
+from peer.core.identity import Identity, verify
+from peer.storage import key_file
+from peer.storage.key_file import KEY_FILE_HEADER, IdentityError
 
 
 def test_create_then_load_gives_the_same_id(tmp_path: Path) -> None:
     path = tmp_path / "data" / "node.key"
-    first = Identity.load_or_create(path, "Client#1")
-    second = Identity.load_or_create(path, "Client#1")
+    first = key_file.load_or_create(path, "Client#1")
+    second = key_file.load_or_create(path, "Client#1")
     assert first.node_id == second.node_id
     assert len(first.node_id) == 32
     assert first.short_id == first.node_id.hex()[:8]
@@ -27,7 +29,7 @@ def test_create_then_load_gives_the_same_id(tmp_path: Path) -> None:
 
 def test_key_file_mode_is_0600(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
-    Identity.load_or_create(path, "n")
+    key_file.load_or_create(path, "n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -62,34 +64,34 @@ def test_malformed_key_file_is_reported_and_kept(tmp_path: Path, content: bytes)
     path = tmp_path / "node.key"
     path.write_bytes(content)
     with pytest.raises(IdentityError, match=r"node\.key") as info:
-        Identity.load_or_create(path, "n")
+        key_file.load_or_create(path, "n")
     assert "malformed" in str(info.value)
     assert path.read_bytes() == content  # never silently replaced
 
 
 def test_damaged_seed_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
-    Identity.load_or_create(path, "n")
+    key_file.load_or_create(path, "n")
     lines = path.read_text().splitlines()
     seed = lines[1].split()[1]
     flipped = ("1" if seed[0] == "0" else "0") + seed[1:]
     path.write_text("\n".join([lines[0], f"seed {flipped}", lines[2]]) + "\n")
     with pytest.raises(IdentityError, match="does not derive"):
-        Identity.load_or_create(path, "n")
+        key_file.load_or_create(path, "n")
 
 
 def test_unreadable_key_file(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
     path.mkdir()  # a directory where the file should be
     with pytest.raises(IdentityError, match=r"node\.key"):
-        Identity.load_or_create(path, "n")
+        key_file.load_or_create(path, "n")
 
 
 def test_leftover_temporary_from_a_dead_creation_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
     (tmp_path / f"node.key.creating-{os.getpid()}").write_bytes(b"half")
-    ident = Identity.load_or_create(path, "n")
-    assert Identity.load_or_create(path, "n").node_id == ident.node_id
+    ident = key_file.load_or_create(path, "n")
+    assert key_file.load_or_create(path, "n").node_id == ident.node_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]
 
 
