@@ -86,7 +86,7 @@ def _disk_full() -> OSError:
 
 def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "peer.node" and r.levelno == level]
+            if r.name.startswith("peer.node") and r.levelno == level]
 
 
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS, errno.EIO])

@@ -1,0 +1,5 @@
+"""A running node: its lifecycle and its parts (see :mod:`peer.node.node`)."""
+
+from peer.node.node import Node, ReadyInfo
+
+__all__ = ["Node", "ReadyInfo"]
