@@ -37,7 +37,8 @@ import trio
 from peer.core.identity import Identity
 from peer.core.ledger import Ledger
 from peer.gen.auction.v1 import Accept, AuctionId, Bid, Event, Open, SignedBid, SignedEvent
-from peer.storage.store import EventStore, StoredEvent
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
 
 EVENTS = 100_000
 VERIFY_EVENTS = 20_000  # the verifying runs check ~1.8 signatures per event: keep them short

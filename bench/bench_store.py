@@ -21,7 +21,8 @@ from pathlib import Path
 
 import trio
 
-from peer.storage.store import EventStore, StoredEvent
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
 
 WRITERS = (1, 16, 256)
 SECONDS_PER_SETTING = 2.0

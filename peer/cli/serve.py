@@ -22,7 +22,7 @@ from peer.node import Node
 from peer.startup import CannotListen, DataDirUnusable, StartupFailure, leaves
 from peer.storage.dir_lock import DataDirInUse
 from peer.storage.key_file import IdentityError
-from peer.storage.store import StoreError
+from peer.storage.store_errors import StoreError
 
 __all__ = ["serve"]
 

@@ -25,7 +25,8 @@ from peer.net.rpc import BadInput, StorageUnavailable
 from peer.net.sync import pull
 from peer.node.state import NodeState
 from peer.storage.in_flight import Commit
-from peer.storage.store import StoredEvent, StoreError, StoreUnavailable
+from peer.storage.rows import StoredEvent
+from peer.storage.store_errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

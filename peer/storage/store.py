@@ -33,153 +33,57 @@ quick_check`` raises :class:`StoreCorrupt` naming the file. It is opened read-on
 for the check and never recreated or repaired, so nothing is silently lost. Damage
 inside a row's bytes, which SQLite cannot see, fails that row's CRC-32 when it is
 read (``load_all`` at start reads them all) and raises :class:`StoreCorrupt` too.
+
+The parts: :mod:`peer.storage.db_file` (create, check, migrate the file),
+:mod:`peer.storage.rows` (a row's columns, CRC and SQL), :mod:`peer.storage.store_errors`
+and :mod:`peer.storage.writer_thread`; this module is the store's API and its group commit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import queue
 import sqlite3
-import struct
 import threading
-import urllib.parse
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Final, TypeVar
 
 import outcome
 import trio
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "EventStore",
-    "RawEvent",
-    "StoreCorrupt",
-    "StoreError",
-    "StoreStatistics",
-    "StoreUnavailable",
-    "StoredEvent",
-]
+from peer.storage.db_file import check_file, connect, create, migrate, wal_path
+from peer.storage.rows import (
+    EVENT_COLUMNS,
+    HEADS_SQL,
+    INSERT_EVENT_SQL,
+    RANGE_SQL,
+    UPSERT_META_SQL,
+    RawEvent,
+    Row,
+    StoredEvent,
+    checksum,
+    decode_raw_row,
+    decode_row,
+    range_args,
+)
+from peer.storage.store_errors import (
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+    translate,
+    unavailable,
+)
+from peer.storage.writer_thread import WriterThread
+
+__all__ = ["EventStore", "StoreStatistics"]
+
 
 _T = TypeVar("_T")
-# A result row as sqlite3 returns it; the SQL, not the type system, fixes its shape.
-_Row = tuple[Any, ...]
-#: One checked row of an author's log without the author: ``(seq, data, signature)``.
-RawEvent = tuple[int, bytes, bytes]
 
-#: The schema this code writes; :data:`_MIGRATIONS` brings older files up to it.
-SCHEMA_VERSION: Final = 1
 
-# "AUCT": marks the file as ours (https://www.sqlite.org/pragma.html#pragma_application_id),
-# so a foreign SQLite file at our path is reported instead of being written into.
-_APPLICATION_ID: Final = 0x41554354
-
-# https://www.sqlite.org/fileformat.html section 1.3: the 100-byte database header.
-_MAGIC: Final = b"SQLite format 3\x00"
-_HEADER_SIZE: Final = 100
-
-# Primary result codes (https://www.sqlite.org/rescode.html) that mean "the bytes
-# on disk are wrong", as opposed to "the disk or the OS said no".
-_SQLITE_CORRUPT: Final = 11
-_SQLITE_NOTADB: Final = 26
-
-_MAX_SEQ: Final = 2**63 - 1  # SQLite INTEGER is a signed 64-bit value
 _LOAD_PAGE: Final = 2048  # rows per query in load_all: bounded memory, few round trips
-_QUICK_CHECK_REPORT: Final = 5  # problems quoted in a StoreCorrupt message
-
-_SCHEMA_V1: Final = (
-    # One row; later versions migrate from what it says.
-    "CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " version INTEGER NOT NULL)",
-    # The rowid is the order of first arrival; load_all replays in that order, which is
-    # an order the ledger has already accepted (it persists only what it applied).
-    # UNIQUE(author, seq) makes INSERT OR IGNORE keep the first row for a slot.
-    # crc: SQLite has no page checksums, so quick_check cannot see damage inside a
-    # row's bytes; a per-row CRC-32 turns that into StoreCorrupt when it is read.
-    "CREATE TABLE events (id INTEGER PRIMARY KEY, author BLOB NOT NULL,"
-    " seq INTEGER NOT NULL, data BLOB NOT NULL, signature BLOB NOT NULL,"
-    " crc INTEGER NOT NULL, UNIQUE (author, seq))",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
-)
-
-# target version -> statements that bring version - 1 up to it (none yet beyond 1).
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {}
-
-_INSERT_EVENT: Final = (
-    "INSERT OR IGNORE INTO events (author, seq, data, signature, crc) VALUES (?, ?, ?, ?, ?)"
-)
-_UPSERT_META: Final = (
-    "INSERT INTO meta (key, value) VALUES (?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-_EVENT_COLUMNS: Final = "author, seq, data, signature, crc"
-# Lengths go into the checksum so that bytes shifted between fields are caught too.
-_CRC_PREFIX: Final = struct.Struct(">QIII")
-
-
-class StoreError(Exception):
-    """The event store could not do what was asked; the message names the file."""
-
-
-class StoreCorrupt(StoreError):
-    """The database file is not a readable event store: garbage, torn, or damaged.
-
-    The file is left exactly as found; recovering it is for a human (or a backup).
-    """
-
-
-class StoreUnavailable(StoreError):
-    """A transaction failed (disk full, I/O error, read-only file system): nothing of
-    it was stored, and nothing appended after it is stored until
-    :meth:`EventStore.resume`. The message names the file and SQLite's reason.
-
-    Attributes:
-        reason: What went wrong, without the file name (``"database or disk is full
-            (SQLITE_FULL)"``), for rejections shown to users.
-    """
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One row of the log: opaque to the store.
-
-    Attributes:
-        author: The node id of the log's owner.
-        seq: Position in the author's log (1, 2, 3, ...).
-        data: The ``SignedEvent.event`` bytes, exactly as signed.
-        signature: The ``SignedEvent.signature`` bytes.
-    """
-
-    author: bytes
-    seq: int
-    data: bytes
-    signature: bytes
-
-    def __post_init__(self) -> None:
-        # Checked here so a bad row fails in the caller's task, not inside a
-        # group-committed transaction that also holds other callers' events.
-        # One expression for the common, valid row (a sync builds one per event);
-        # the loop below only runs to say what is wrong.
-        seq = self.seq
-        if (type(self.author) is bytes and type(self.data) is bytes
-                and type(self.signature) is bytes and type(seq) is int
-                and 0 <= seq <= _MAX_SEQ):
-            return
-        for name in ("author", "data", "signature"):
-            if not isinstance(getattr(self, name), bytes):
-                raise TypeError(f"StoredEvent.{name} must be bytes")
-        if not isinstance(self.seq, int) or isinstance(self.seq, bool):
-            raise TypeError("StoredEvent.seq must be an int")
-        if not 0 <= self.seq <= _MAX_SEQ:
-            raise ValueError(f"StoredEvent.seq out of range: {self.seq}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,25 +126,6 @@ class _Counters:
     largest_commit: int = 0
 
 
-@dataclass(slots=True)
-class _Header:
-    """The fields of the 100-byte database header that tell us the expected size."""
-
-    page_size: int
-    pages: int | None  # None when the in-header size is not valid (fileformat 1.3.7)
-
-    @classmethod
-    def parse(cls, raw: bytes) -> _Header | None:
-        """The header's size fields, or None if the page size is impossible."""
-        (page_size,) = struct.unpack_from(">H", raw, 16)
-        page_size = 65536 if page_size == 1 else page_size
-        if page_size < 512 or page_size & (page_size - 1):
-            return None
-        change_counter, pages = struct.unpack_from(">II", raw, 24)
-        (valid_for,) = struct.unpack_from(">I", raw, 92)
-        return cls(page_size, pages if pages and valid_for == change_counter else None)
-
-
 class EventStore:
     """The SQLite event log of one node.
 
@@ -271,7 +156,7 @@ class EventStore:
         self._reader = reader
         self._sync_reader = sync_reader
         self._sync_lock = threading.Lock()
-        self._writer_thread: _WriterThread | None = None
+        self._writer_thread: WriterThread | None = None
         self._read_limiter = trio.CapacityLimiter(1)
         self._queue: list[_Pending] = []
         self._committing = False
@@ -306,16 +191,16 @@ class EventStore:
         path = Path(path).absolute()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
-            if _wal_path(path).exists() and _wal_path(path).stat().st_size > 0:
+            if wal_path(path).exists() and wal_path(path).stat().st_size > 0:
                 # Creating a fresh file here would make SQLite discard that log.
                 raise StoreCorrupt(f"{path}: the database file is missing but its write-ahead"
-                                   f" log {_wal_path(path).name} is not; refusing to start"
+                                   f" log {wal_path(path).name} is not; refusing to start"
                                    f" empty")
-            _create(path)
-        _check(path)
+            create(path)
+        check_file(path)
         writer = reader = sync_reader = None
         try:
-            writer = _connect(path, "rw")
+            writer = connect(path, "rw")
             mode = writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{path}: cannot use WAL journal mode (got {mode!r})")
@@ -325,15 +210,15 @@ class EventStore:
             # No-ops on Linux; on macOS plain fsync does not reach the platter.
             writer.execute("PRAGMA fullfsync=ON")
             writer.execute("PRAGMA checkpoint_fullfsync=ON")
-            _migrate(writer, path)
-            reader = _connect(path, "ro")
-            sync_reader = _connect(path, "ro")
+            migrate(writer, path)
+            reader = connect(path, "ro")
+            sync_reader = connect(path, "ro")
         except BaseException as exc:
             for conn in (sync_reader, reader, writer):
                 if conn is not None:
                     conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, path, "open") from exc
+                raise translate(exc, path, "open") from exc
             raise
         return cls(path, writer, reader, sync_reader)
 
@@ -480,7 +365,7 @@ class EventStore:
                 # back, in order, for whoever takes the next turn.
                 self._queue[:0] = batch
                 raise
-            failure = _unavailable(exc, self._path)
+            failure = unavailable(exc, self._path)
             # Everything queued behind the failed transaction fails with it: written
             # later, it could stand on disk without an event it follows.
             failed, self._queue = batch + self._queue, []
@@ -507,16 +392,16 @@ class EventStore:
     def _write(self, batch: list[_Pending]) -> int:
         """Runs in the writer thread: one transaction for the whole batch."""
         conn = self._writer
-        rows = [(e.author, e.seq, e.data, e.signature, _checksum(e))
+        rows = [(e.author, e.seq, e.data, e.signature, checksum(e))
                 for t in batch for e in t.events]
         meta = [item for t in batch for item in t.meta]
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
-            conn.executemany(_INSERT_EVENT, rows)
+            conn.executemany(INSERT_EVENT_SQL, rows)
             written = conn.total_changes - before
             if meta:
-                conn.executemany(_UPSERT_META, meta)
+                conn.executemany(UPSERT_META_SQL, meta)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -545,17 +430,17 @@ class EventStore:
         last = 0
         while True:
             rows = self._sync_read(
-                f"SELECT id, {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                f"SELECT id, {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
                 (last, page_size))
             for row in rows:
-                yield _decode(row[1:], self._path)
+                yield decode_row(row[1:], self._path)
             if len(rows) < page_size:
                 return
             last = rows[-1][0]
 
     def heads(self) -> dict[bytes, int]:
         """The highest stored seq of every author."""
-        return dict(self._sync_read(_HEADS, ()))
+        return dict(self._sync_read(HEADS_SQL, ()))
 
     def range(self, author: bytes, after_seq: int, limit: int) -> list[StoredEvent]:
         """One page of ``author``'s events with seq > ``after_seq``, in seq order.
@@ -569,8 +454,8 @@ class EventStore:
             StoreCorrupt: A row was damaged on disk.
             StoreError: The read failed.
         """
-        rows = self._sync_read(_RANGE, _range_args(author, after_seq, limit))
-        return [_decode(row, self._path) for row in rows]
+        rows = self._sync_read(RANGE_SQL, range_args(author, after_seq, limit))
+        return [decode_row(row, self._path) for row in rows]
 
     def count(self) -> int:
         """How many events are stored."""
@@ -584,13 +469,13 @@ class EventStore:
 
     async def heads_async(self) -> dict[bytes, int]:
         """:meth:`heads` in a worker thread, for the running node."""
-        return dict(await self._async_read(_HEADS, ()))
+        return dict(await self._async_read(HEADS_SQL, ()))
 
     async def range_async(self, author: bytes, after_seq: int, limit: int
                           ) -> list[StoredEvent]:
         """:meth:`range` in a worker thread, for the running node (Sync pages)."""
-        rows = await self._async_read(_RANGE, _range_args(author, after_seq, limit))
-        return [_decode(row, self._path) for row in rows]
+        rows = await self._async_read(RANGE_SQL, range_args(author, after_seq, limit))
+        return [decode_row(row, self._path) for row in rows]
 
     async def range_raw_async(self, author: bytes, after_seq: int, limit: int
                               ) -> list[RawEvent]:
@@ -602,11 +487,11 @@ class EventStore:
             StoreError: The read failed.
         """
         self._check_open()
-        args = _range_args(author, after_seq, limit)
+        args = range_args(author, after_seq, limit)
         path = self._path
 
         def read() -> list[RawEvent]:
-            return [_decode_raw(row, path) for row in self._query(self._reader, _RANGE, args)]
+            return [decode_raw_row(row, path) for row in self._query(self._reader, RANGE_SQL, args)]
 
         return await self._in_thread(read, self._read_limiter)
 
@@ -615,23 +500,23 @@ class EventStore:
         rows = await self._async_read("SELECT COUNT(*) FROM events", ())
         return int(rows[0][0])
 
-    def _sync_read(self, sql: str, args: tuple[object, ...]) -> list[_Row]:
+    def _sync_read(self, sql: str, args: tuple[object, ...]) -> list[Row]:
         self._check_open()
         with self._sync_lock:
             return self._query(self._sync_reader, sql, args)
 
     async def _async_read(self, sql: str, args: tuple[object, ...]
-                          ) -> list[_Row]:
+                          ) -> list[Row]:
         self._check_open()
         return await self._in_thread(lambda: self._query(self._reader, sql, args),
                                      self._read_limiter)
 
     def _query(self, conn: sqlite3.Connection, sql: str, args: tuple[object, ...]
-               ) -> list[_Row]:
+               ) -> list[Row]:
         try:
             return conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self._path, "read") from exc
+            raise translate(exc, self._path, "read") from exc
 
     # ================================================================== helpers
 
@@ -653,7 +538,7 @@ class EventStore:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._writer_thread is None:
-            self._writer_thread = _WriterThread(f"event store writer {self._path.name}")
+            self._writer_thread = WriterThread(f"event store writer {self._path.name}")
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
 
@@ -673,284 +558,3 @@ class EventStore:
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError(f"event store {self._path} is closed")
-
-
-class _WriterThread:
-    """The one thread that commits for a store: jobs in through a queue, results
-    out through each job's ``deliver`` callback. Owned by the store; ``stop`` joins it."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], Any], Callable[[outcome.Outcome[Any]], None]] | None
-        ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], _T], deliver: Callable[[outcome.Outcome[_T]], None]
-               ) -> None:
-        self._jobs.put((fn, deliver))
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            fn, deliver = job
-            result = outcome.capture(fn)
-            del fn, job  # nothing of the job stays alive while the thread waits
-            deliver(result)
-            del deliver, result
-
-
-_HEADS: Final = "SELECT author, MAX(seq) FROM events GROUP BY author"
-_RANGE: Final = (
-    f"SELECT {_EVENT_COLUMNS} FROM events WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?"
-)
-
-
-def _range_args(author: bytes, after_seq: int, limit: int) -> tuple[object, ...]:
-    if limit < 1:
-        raise ValueError("limit must be positive")
-    # Clamp so an absurd seq from a peer's heads is "nothing after it", not an
-    # OverflowError from the sqlite3 binding.
-    return (author, max(-1, min(after_seq, _MAX_SEQ)), limit)
-
-
-def _crc(author: bytes, seq: int, data: bytes, signature: bytes) -> int:
-    # One crc32 over the concatenation: the same value as feeding the parts in turn
-    # (as earlier versions did, so stored rows still match), for one call instead of four.
-    return zlib.crc32(b"".join((_CRC_PREFIX.pack(seq, len(author), len(data), len(signature)),
-                                author, data, signature)))
-
-
-def _checksum(event: StoredEvent) -> int:
-    return _crc(event.author, event.seq, event.data, event.signature)
-
-
-def _decode(row: _Row, path: Path) -> StoredEvent:
-    """A row of ``_EVENT_COLUMNS`` as a StoredEvent, or StoreCorrupt if it was damaged."""
-    author, seq, data, signature, crc = row
-    # A sound row passes in one expression (every row of a rebuild or a Sync page
-    # comes here); :func:`_damaged` says what is wrong with the others.
-    if (type(author) is bytes and type(data) is bytes and type(signature) is bytes
-            and type(seq) is int and 0 <= seq <= _MAX_SEQ
-            and _crc(author, seq, data, signature) == crc):
-        return StoredEvent(author, seq, data, signature)
-    _damaged(row, path)
-
-
-def _decode_raw(row: _Row, path: Path) -> RawEvent:
-    """:func:`_decode` without building a StoredEvent: ``(seq, data, signature)``."""
-    author, seq, data, signature, crc = row
-    if (type(author) is bytes and type(data) is bytes and type(signature) is bytes
-            and type(seq) is int and 0 <= seq <= _MAX_SEQ
-            and _crc(author, seq, data, signature) == crc):
-        return seq, data, signature
-    _damaged(row, path)
-
-
-def _damaged(row: _Row, path: Path) -> NoReturn:
-    """Raise StoreCorrupt for a row that failed :func:`_decode`'s checks, saying why."""
-    author, seq, data, signature, _ = row
-    try:
-        StoredEvent(author, seq, data, signature)
-    except (TypeError, ValueError) as exc:
-        # A damaged record header can turn a BLOB into some other type.
-        raise StoreCorrupt(f"{path}: a stored event is unreadable ({exc}); the file is"
-                           f" damaged") from None
-    raise StoreCorrupt(f"{path}: the stored event (author {author.hex()}, seq {seq})"
-                       f" fails its checksum; the file is damaged")
-
-
-def _wal_path(path: Path) -> Path:
-    return path.with_name(path.name + "-wal")
-
-
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
-
-    ``check_same_thread=False`` because trio's worker threads come from a cache;
-    each connection is still used by one thread at a time (see EventStore).
-    """
-    uri = f"file:{urllib.parse.quote(os.fspath(path))}?mode={mode}"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                           cached_statements=32)
-    try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        if mode.startswith("ro"):
-            conn.execute("PRAGMA query_only=ON")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-_CREATE_LOCK: Final = threading.Lock()
-
-
-def _create(path: Path) -> None:
-    """Create a new, empty store at ``path`` atomically.
-
-    The schema is written to a side file that is linked into place only when
-    complete, so a file at ``path`` is always a whole store: an empty or headless
-    file there means damage, never "a creation that was interrupted". Linking (not
-    renaming) never replaces a store another process created meanwhile.
-    """
-    with _CREATE_LOCK:  # one creator per process, so the per-pid side file is ours alone
-        if not path.exists():
-            _create_locked(path)
-
-
-def _create_locked(path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.creating-{os.getpid()}")
-    for leftover in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal"))):
-        # Only ever a creation of ours (same pid, so that process is gone) interrupted
-        # before the link: it never held events.
-        leftover.unlink(missing_ok=True)
-    # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    try:
-        conn = _connect(tmp, "rw")
-        try:
-            conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the header
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA_V1:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 1)")
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # last connection: checkpoints and removes the -wal
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # created by another process meanwhile: open that one, keep nothing of ours
-        except OSError:
-            os.replace(tmp, path)  # a file system without hard links
-        _fsync_dir(path.parent)
-    except sqlite3.Error as exc:
-        raise _translate(exc, path, "create") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _check(path: Path) -> None:
-    """Refuse a damaged or foreign file before anything opens it for writing."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            raw = f.read(_HEADER_SIZE)
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read the event store: {exc}") from exc
-    if size == 0:
-        raise StoreCorrupt(f"{path}: the event store is an empty file (0 bytes); it is"
-                           f" created complete, so it was truncated")
-    if not raw.startswith(_MAGIC):
-        raise StoreCorrupt(f"{path}: not an SQLite database (bad header {raw[:16]!r})")
-    if len(raw) < _HEADER_SIZE:
-        raise StoreCorrupt(f"{path}: truncated: {size} bytes, shorter than the header")
-    header = _Header.parse(raw)
-    if header is None:
-        raise StoreCorrupt(f"{path}: damaged header (impossible page size)")
-    if size % header.page_size:
-        raise StoreCorrupt(f"{path}: torn or truncated: {size} bytes is not a whole number"
-                           f" of {header.page_size}-byte pages")
-    wal = _wal_path(path)
-    wal_empty = not wal.exists() or wal.stat().st_size == 0
-    # With a non-empty WAL the main file may legitimately lag the header; SQLite
-    # checks that case itself (lockBtree reports SQLITE_CORRUPT).
-    if wal_empty and header.pages is not None and size < header.pages * header.page_size:
-        raise StoreCorrupt(f"{path}: truncated: the header says {header.pages} pages of"
-                           f" {header.page_size} bytes, the file has {size} bytes")
-    try:
-        # Without a WAL the main file is the whole database: read it as immutable, so
-        # not even the -wal/-shm side files are created next to a file we may refuse.
-        conn = _connect(path, "ro&immutable=1" if wal_empty else "ro")
-    except sqlite3.Error as exc:
-        raise _translate(exc, path, "open") from exc
-    try:
-        problems = [str(r[0]) for r in conn.execute(
-            f"PRAGMA quick_check({_QUICK_CHECK_REPORT})").fetchall()]
-        if problems != ["ok"]:
-            found = "; ".join(line for p in problems for line in p.splitlines())
-            raise StoreCorrupt(f"{path}: the integrity check failed: {found}")
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id != _APPLICATION_ID:
-            raise StoreCorrupt(f"{path}: an SQLite database, but not an auction-peer event"
-                               f" store (application_id {app_id:#x})")
-        version = _version(conn, path)
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{path}: schema version {version} is newer than this program"
-                             f" supports ({SCHEMA_VERSION}); upgrade auction-peer")
-    except sqlite3.Error as exc:
-        raise _translate(exc, path, "the integrity check") from exc
-    finally:
-        conn.close()
-
-
-def _version(conn: sqlite3.Connection, path: Path) -> int:
-    try:
-        row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
-    except sqlite3.OperationalError as exc:
-        raise StoreCorrupt(f"{path}: the schema_version table is missing ({exc})") from exc
-    if row is None or not isinstance(row[0], int):
-        raise StoreCorrupt(f"{path}: the schema_version table has no valid row")
-    return row[0]
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring the schema up to :data:`SCHEMA_VERSION`, one version per transaction."""
-    version = _version(conn, path)
-    while version < SCHEMA_VERSION:
-        target = version + 1
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _MIGRATIONS[target]:
-                conn.execute(statement)
-            conn.execute("UPDATE schema_version SET version = ? WHERE id = 1", (target,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        version = target
-
-
-def _unavailable(exc: BaseException, path: Path) -> StoreUnavailable:
-    """The StoreUnavailable that a failed transaction hands every caller it fails."""
-    if isinstance(exc, StoreUnavailable):
-        return exc
-    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    reason = f"{exc} ({name})"
-    failure = StoreUnavailable(f"{path}: cannot write the event log: {reason}", reason)
-    failure.__cause__ = exc
-    return failure
-
-
-def _translate(exc: BaseException, path: Path, doing: str) -> StoreError:
-    """Turn an sqlite3 (or other) error into a StoreError that names the file."""
-    if isinstance(exc, StoreError):
-        return exc
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    message = f"{path}: {doing} failed: {exc} ({name})"
-    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return StoreCorrupt(message)
-    return StoreError(message)
-

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import trio
 
-from peer.storage.store import EventStore, StoredEvent
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 8
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import trio
 
-from peer.storage.store import EventStore, StoredEvent
+from peer.storage.store import EventStore
+from peer.storage.rows import StoredEvent
 
 
 def event(writer: int, seq: int) -> StoredEvent:

@@ -40,7 +40,9 @@ from peer.gen.auction.v1 import (
 )
 from peer.net.rpc import StorageUnavailable
 from peer.node import Node
-from peer.storage.store import EventStore, StoredEvent, StoreUnavailable
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
+from peer.storage.store_errors import StoreUnavailable
 from tests.unit.test_ledger import Author, bid, snapshot
 
 SELLER = Identity.from_seed(b"\x51" * 32, "Seller")

@@ -17,7 +17,8 @@ from peer.core.rules import Rejection
 from peer.core.signed_events import decode_signed, make_signed_bid
 from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEvent
 from peer.node import Node
-from peer.storage.store import StoredEvent, StoreUnavailable
+from peer.storage.rows import StoredEvent
+from peer.storage.store_errors import StoreUnavailable
 
 
 class _StoreFinishingOnCue:

@@ -29,7 +29,7 @@ from peer.gen.auction.v1 import (
     SignedEvent,
 )
 from peer.node import Node
-from peer.storage.store import StoredEvent
+from peer.storage.rows import StoredEvent
 from tests.unit.timed_support import T0, ClockedAuthor
 
 SELLER = Identity.from_seed(b"\x01" * 32, "Client#1")

@@ -18,14 +18,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.storage.store import (
-    SCHEMA_VERSION,
-    EventStore,
-    StoreCorrupt,
-    StoredEvent,
-    StoreError,
-    StoreUnavailable,
-)
+from peer.storage.db_file import SCHEMA_VERSION
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
+from peer.storage.store_errors import StoreCorrupt, StoreError, StoreUnavailable
 
 A, B, C = b"A" * 32, b"B" * 32, b"C" * 32
 

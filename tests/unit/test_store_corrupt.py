@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer.storage.store import EventStore, StoreCorrupt, StoredEvent
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
+from peer.storage.store_errors import StoreCorrupt
 
 PAGE = 4096  # SQLite's default page size, which the store keeps
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer.storage import store as store_module
-from peer.storage.store import EventStore, StoreCorrupt, StoredEvent
+from peer.storage import db_file
+from peer.storage.rows import StoredEvent
+from peer.storage.store import EventStore
+from peer.storage.store_errors import StoreCorrupt, StoreError
 
 
 def _version_of(path: Path) -> int:
@@ -49,8 +51,8 @@ def test_an_older_store_is_migrated_one_version_at_a_time(
             await store.append([_an_event()])
 
     trio.run(write_one)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(store_module, "_MIGRATIONS", {
+    monkeypatch.setattr(db_file, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(db_file, "_MIGRATIONS", {
         2: ("CREATE TABLE added_in_2 (x INTEGER)",),
         3: ("ALTER TABLE added_in_2 ADD COLUMN y TEXT",),
     })
@@ -66,12 +68,12 @@ def test_a_failed_migration_leaves_the_store_at_its_last_good_version(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "events.sqlite3"
     EventStore.open(path).close()
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(store_module, "_MIGRATIONS", {
+    monkeypatch.setattr(db_file, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(db_file, "_MIGRATIONS", {
         2: ("CREATE TABLE added_in_2 (x INTEGER)",),
         3: ("CREATE TABLE half_made (x INTEGER)", "THIS IS NOT SQL"),
     })
-    with pytest.raises(store_module.StoreError, match=str(path)):
+    with pytest.raises(StoreError, match=str(path)):
         EventStore.open(path)
     assert _version_of(path) == 2  # 2 committed; 3 rolled back whole
     with closing(sqlite3.connect(path)) as conn:
