@@ -112,3 +112,21 @@ def test_the_walk_finds_arrows_up_and_io() -> None:
     assert io_imports("peer.core.fake", source) == ["line 5: trio"]
     assert upward("peer.cli.fake", source) == []
     assert upward("peer.core.fake", "from peer.gen.auction.v1 import Bid\n") == []
+
+
+def test_readme_layout_table_names_every_module() -> None:
+    """The README's layout table and the tree say the same thing."""
+    readme = (PEER.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `peer/") and line.count("|") >= 4}
+    assert set(rows) == {f"peer/{layer}/" for layer in RANKS}, sorted(rows)
+    missing = []
+    for path in sources():
+        module = module_name(path)
+        layer = layer_of(module)
+        stem = path.stem if path.name != "__init__.py" else None
+        if layer is None or stem is None or module in ("peer.__main__", "peer._protogen"):
+            continue
+        if f"`{stem}`" not in rows[f"peer/{layer}/"]:
+            missing.append(f"{module} is not in the README row of peer/{layer}/")
+    assert not missing, "\n".join(missing)
