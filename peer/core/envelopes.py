@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from peer.core.wire import WireError, read_varint
+from peer.core.wire import WireError, put_varint, read_varint, varint_size
 from peer.gen.auction.v1 import (
     Accept,
     AuctionId,
@@ -51,18 +51,11 @@ class EnvelopeError(ValueError):
     """The bytes are not a well-formed ``SyncReply`` / ``PushRequest``."""
 
 
-def _put_varint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
 def _put_bytes(out: bytearray, tag: int, data: bytes) -> None:
     # proto3 leaves empty scalar fields out, as betterproto2 does.
     if data:
         out.append(tag)
-        _put_varint(out, len(data))
+        put_varint(out, len(data))
         out += data
 
 
@@ -72,7 +65,7 @@ def _put_uint(out: bytearray, tag: int, value: int) -> None:
         if not -(1 << 63) <= value < (1 << 64):
             raise ValueError(f"{value} does not fit in 64 bits")
         out.append(tag)
-        _put_varint(out, value & 0xFFFF_FFFF_FFFF_FFFF)
+        put_varint(out, value & 0xFFFF_FFFF_FFFF_FFFF)
 
 
 def _put_text(out: bytearray, tag: int, text: str) -> None:
@@ -82,7 +75,7 @@ def _put_text(out: bytearray, tag: int, text: str) -> None:
 def _put_message(out: bytearray, tag: int, body: bytes) -> None:
     # A set message field is written even when empty (a oneof must say which).
     out.append(tag)
-    _put_varint(out, len(body))
+    put_varint(out, len(body))
     out += body
 
 
@@ -167,15 +160,7 @@ def _signed_event_size(event: bytes, signature: bytes) -> int:
     size = 0
     for part in (event, signature):
         if part:
-            size += 1 + _varint_size(len(part)) + len(part)
-    return size
-
-
-def _varint_size(value: int) -> int:
-    size = 1
-    while value >= 0x80:
-        value >>= 7
-        size += 1
+            size += 1 + varint_size(len(part)) + len(part)
     return size
 
 
@@ -183,7 +168,7 @@ def _put_events(out: bytearray, tag: int, events: list[SignedEvent]) -> None:
     for signed in events:
         event, signature = signed.event, signed.signature
         out.append(tag)
-        _put_varint(out, _signed_event_size(event, signature))
+        put_varint(out, _signed_event_size(event, signature))
         _put_bytes(out, 0x0A, event)
         _put_bytes(out, 0x12, signature)
 

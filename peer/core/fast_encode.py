@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import betterproto2
 
+from peer.core.wire import put_varint, varint
 from peer.gen.auction.v1 import ControlReply, ListReply, Notification, PlaceBidReply
 
 __all__ = ["FAST_ENCODERS", "encoder_for"]
@@ -28,15 +29,6 @@ _LEN_TYPES: Final = frozenset({"string", "bytes"})
 _Field = tuple[str, bytes, str, "Callable[[Any], bytes] | None", bool]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _plan(cls: type[betterproto2.Message]) -> list[_Field] | None:
     meta: Any = getattr(cls, "_betterproto")  # noqa: B009 - a classproperty mypy misreads
     fields: list[_Field] = []
@@ -45,12 +37,12 @@ def _plan(cls: type[betterproto2.Message]) -> list[_Field] | None:
         if field.map_meta or field.unwrap or (field.repeated and kind != "message"):
             return None  # not used by these messages; betterproto2 knows how
         if kind in _VARINT_TYPES:
-            fields.append((name, _varint(field.number << 3), kind, None, False))
+            fields.append((name, varint(field.number << 3), kind, None, False))
         elif kind in _LEN_TYPES:
-            fields.append((name, _varint(field.number << 3 | 2), kind, None, False))
+            fields.append((name, varint(field.number << 3 | 2), kind, None, False))
         elif kind == "message":
             nested = encoder_for(meta.cls_by_field[name])
-            fields.append((name, _varint(field.number << 3 | 2), kind, nested,
+            fields.append((name, varint(field.number << 3 | 2), kind, nested,
                            bool(field.repeated)))
         else:
             return None
@@ -74,17 +66,17 @@ def encoder_for(cls: type[betterproto2.Message]) -> Callable[[Any], bytes]:
                 for item in (value if repeated else (value,)):
                     body = nested(item)
                     out += key
-                    out += _varint(len(body))
+                    put_varint(out, len(body))
                     out += body
             elif kind in _LEN_TYPES:
                 if value:  # proto3 leaves empty strings and bytes out
                     data = value.encode() if kind == "string" else value
                     out += key
-                    out += _varint(len(data))
+                    put_varint(out, len(data))
                     out += data
             elif value:  # varint kinds: 0, False and the zero enum are left out
                 out += key
-                out += _varint(int(value) & 0xFFFF_FFFF_FFFF_FFFF)
+                put_varint(out, int(value) & 0xFFFF_FFFF_FFFF_FFFF)
         out += message._unknown_fields
         return bytes(out)
 

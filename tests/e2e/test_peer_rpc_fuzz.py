@@ -17,6 +17,7 @@ from grpclib.encoding.base import CodecBase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peer.core.wire import varint
 from tests.e2e.harness import NodeProc, nodes
 from tests.support import running_grapes
 
@@ -96,22 +97,12 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc, R
             raw.close()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 # A field of any number with any wire type: what betterproto2 accepts without checking.
 _field = st.builds(
-    lambda number, wire, payload: _varint(number << 3 | wire) + {
-        0: _varint(int.from_bytes(payload[:8].ljust(1, b"\x01"), "little")),
+    lambda number, wire, payload: varint(number << 3 | wire) + {
+        0: varint(int.from_bytes(payload[:8].ljust(1, b"\x01"), "little")),
         1: payload[:8].ljust(8, b"\x00"),
-        2: _varint(len(payload)) + payload,
+        2: varint(len(payload)) + payload,
         5: payload[:4].ljust(4, b"\x00"),
     }[wire],
     st.integers(1, 12), st.sampled_from([0, 1, 2, 5]), st.binary(max_size=40))

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.core.wire import AcceptBody, CloseBody, OpenBody, WireError, decode_bid, decode_event
+from peer.core.wire import (
+    AcceptBody,
+    CloseBody,
+    OpenBody,
+    WireError,
+    decode_bid,
+    decode_event,
+    put_varint,
+    read_varint,
+    varint,
+    varint_size,
+)
 from peer.gen.auction.v1 import Accept, AuctionId, Bid, Close, Event, Open, SignedBid
 
 u64 = st.integers(0, 2**64 - 1)
@@ -122,3 +133,15 @@ def test_junk_raises_only_wire_error(data: bytes) -> None:
                 bid.time_ms, bid.has_auction) == (
             parsed.bidder, parsed.bidder_name, parsed.amount, parsed.currency, parsed.nonce,
             parsed.time_ms, parsed.auction is not None)
+
+
+@given(u64)
+def test_varint_writer_and_reader_agree_with_betterproto(value: int) -> None:
+    # AuctionId{seq = 2}: its key (0x10) then the varint; proto3 leaves 0 out.
+    written = varint(value)
+    assert bytes(AuctionId(seq=value)) == (b"\x10" + written if value else b"")
+    assert len(written) == varint_size(value)
+    out = bytearray(b"x")
+    put_varint(out, value)
+    assert bytes(out) == b"x" + written
+    assert read_varint(bytes(out), 1, len(out)) == (value, len(out))
