@@ -218,10 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "winner, how many bids it has and a page of them, "
                                    f"newest first ({DEFAULT_BID_PAGE} unless --limit says).")
     p.add_argument("auction", help=_AUCTION_HELP)
-    p.add_argument("--limit", type=_page_size, default=0, metavar="N",
+    p.add_argument("--limit", type=_int_in(1, MAX_BID_PAGE), default=0, metavar="N",
                    help=f"show at most N bids (default {DEFAULT_BID_PAGE}, at most "
                         f"{MAX_BID_PAGE})")
-    p.add_argument("--offset", type=_offset, default=0, metavar="K",
+    p.add_argument("--offset", type=_int_in(0), default=0, metavar="K",
                    help="skip the K newest bids (with --oldest-first: the K oldest)")
     p.add_argument("--oldest-first", action="store_true",
                    help="page from the first bid on, oldest first")
@@ -246,24 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _page_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= MAX_BID_PAGE:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_BID_PAGE}, not {value}")
-    return value
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``lo`` to ``hi`` (no ``hi``: no top)."""
+    bounds = f"{lo} or more" if hi is None else f"{lo}..{hi}"
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {value}")
+        return value
 
-def _offset(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    return parse
 
 
 def _socket(args: argparse.Namespace) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from peer.cli.commands import EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
+from peer.net.views import MAX_BID_PAGE
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,6 +93,31 @@ def test_auctions_that_cannot_be_ids_are_usage_errors_before_any_node_is_asked(
         assert "redirect" in err and "'Client#1->Pic#1'" in err
     else:
         assert "AUCTION is empty" in err
+
+
+@pytest.mark.parametrize(("flag", "value", "reason"), [
+    ("--limit", "0", f"argument --limit: must be 1..{MAX_BID_PAGE}, not 0"),
+    ("--limit", str(MAX_BID_PAGE + 1),
+     f"argument --limit: must be 1..{MAX_BID_PAGE}, not {MAX_BID_PAGE + 1}"),
+    ("--limit", "ten", "argument --limit: not a number: 'ten'"),
+    ("--offset", "-1", "argument --offset: must be 0 or more, not -1"),
+    ("--offset", "1.5", "argument --offset: not a number: '1.5'"),
+])
+def test_show_page_bounds_are_usage_errors_before_any_node_is_asked(
+        tmp_path: Path, flag: str, value: str, reason: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["show", "Client#1->Pic#1", flag, value, "--data-dir", str(tmp_path)]
+    assert main(argv) == EXIT_USAGE
+    assert reason in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "field"), [
+    ("--limit", "1", "limit"), ("--limit", str(MAX_BID_PAGE), "limit"),
+    ("--offset", "0", "offset"), ("--offset", "123456", "offset"),
+])
+def test_show_page_bounds_take_their_ends(flag: str, value: str, field: str) -> None:
+    args = build_parser().parse_args(["show", "Client#1->Pic#1", flag, value, "--name", "A"])
+    assert getattr(args, field) == int(value)
 
 
 def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
