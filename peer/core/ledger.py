@@ -297,6 +297,11 @@ class Ledger:
         text = text.strip()
         if not text:
             return Rejection(RejectCode.AUCTION_NOT_FOUND, "no auction given")
+        # A full id (what every client passes once it knows the auction) is one dict
+        # lookup: the scans below cost ~0.4 us per auction held, on every bid.
+        key = _full_id(text.lower())
+        if key is not None and key in self._auctions:
+            return key  # a label always holds "->", so it never equals an id
         by_label = [a for a in self._auctions.values() if a.label == text]
         if len(by_label) == 1:
             return by_label[0].key
@@ -777,3 +782,16 @@ def _ambiguous(text: str, candidates: Iterable[Auction]) -> Rejection:
     return Rejection(RejectCode.AMBIGUOUS_AUCTION,
                      f"{text!r} matches {len(found)} auctions: {listed}{more}")
 
+
+
+def _full_id(text: str) -> AuctionKey | None:
+    """The key whose ``text`` is exactly ``text`` (lower case), or None."""
+    author_hex, sep, seq_text = text.rpartition(":")
+    if not sep or not seq_text.isdigit():
+        return None
+    try:
+        key = AuctionKey(bytes.fromhex(author_hex), int(seq_text))
+    except ValueError:
+        return None
+    # fromhex skips spaces and int() takes "01": only the canonical spelling counts.
+    return key if key.text == text else None

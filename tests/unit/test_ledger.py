@@ -461,7 +461,10 @@ def test_resolve() -> None:
     assert pic1.text in ambiguous.reason and again.text in ambiguous.reason
     prefix = ledger.resolve(C1.node_id.hex()[:8])
     assert isinstance(prefix, Rejection) and prefix.code == RejectCode.AMBIGUOUS_AUCTION
-    for missing in ["", "Client#9->Pic#1", "zz", f"{C3.node_id.hex()}:9"]:
+    # Only the canonical spelling of a full id is that id (no leading zeros, no spaces).
+    for missing in ["", "Client#9->Pic#1", "zz", f"{C3.node_id.hex()}:9",
+                    f"{C3.node_id.hex()}:01", f"{C3.node_id.hex()[:2]} {C3.node_id.hex()[2:]}:1",
+                    f"{C3.node_id.hex()}:+1"]:
         result = ledger.resolve(missing)
         assert isinstance(result, Rejection) and result.code == RejectCode.AUCTION_NOT_FOUND
     # "<hex>:1" is a prefix of "<hex>:10"; the exact id wins.
