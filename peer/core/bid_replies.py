@@ -16,7 +16,8 @@ import struct
 from typing import Final
 
 from peer.core.identity import Identity, verify
-from peer.core.signed_events import DecodedEvent, decode_signed, signatures_valid
+from peer.core.rules import Rejection
+from peer.core.signed_events import DecodedEvent, decode_signed
 from peer.core.wire import AcceptBody
 from peer.gen.auction.v1 import PlaceBidReply, SignedBid
 from peer.gen.auction.v1 import Rejection as RejectionMsg
@@ -39,7 +40,12 @@ def signed_rejection(identity: Identity, bid: SignedBid, rejection: RejectionMsg
 
 
 def check_bid_reply(seller: bytes, bid: SignedBid, reply: PlaceBidReply) -> str | None:
-    """Why ``reply`` does not prove to be ``seller``'s answer to ``bid``; None if it does."""
+    """Why ``reply`` does not prove to be ``seller``'s answer to ``bid``; None if it does.
+
+    ``bid`` is one the caller signed itself: an ``Accept`` that passes holds exactly its
+    bytes and signature, so every signature in it has been checked (the seller's here,
+    the bidder's when it was made) and it may be applied with ``verified=True``.
+    """
     if reply.accepted is not None:
         decoded = decode_signed(reply.accepted)
         if not isinstance(decoded, DecodedEvent):
@@ -51,7 +57,10 @@ def check_bid_reply(seller: bytes, bid: SignedBid, reply: PlaceBidReply) -> str 
         if (not isinstance(body, AcceptBody) or body.bid != bid.bid
                 or body.signature != bid.signature):
             return "the Accept does not hold the bid that was sent"
-        if not signatures_valid(decoded):
+        if isinstance(decoded.body(), Rejection):
+            return f"the Accept is malformed: {decoded.body()}"
+        # One check: the bid inside is byte for byte the one the bidder signed and sent.
+        if not verify(seller, reply.accepted.event, reply.accepted.signature):
             return "the Accept is not signed by the seller"
         return None
     if reply.rejected is not None:

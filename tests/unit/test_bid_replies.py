@@ -52,6 +52,9 @@ def test_answers_the_seller_did_not_give_are_refused() -> None:
     assert forged.accepted is not None
     forged.accepted = SignedEvent(event=forged.accepted.event, signature=b"\x00" * 64)
     assert "not signed" in str(check_bid_reply(SELLER.node_id, BID, forged))
+    # Signed by the seller and holding the bid as sent, but not a valid Accept.
+    bad_bid = make_signed_bid(BIDDER, KEY, "seventy", "USDt", 3, 1_000)
+    assert "malformed" in str(check_bid_reply(SELLER.node_id, bad_bid, _accept(SELLER, bad_bid)))
     junk = PlaceBidReply(accepted=SignedEvent(event=b"\xff\xff", signature=b""))
     assert "malformed" in str(check_bid_reply(SELLER.node_id, BID, junk))
     assert check_bid_reply(SELLER.node_id, BID, PlaceBidReply()) == "the reply is empty"
