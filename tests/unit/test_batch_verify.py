@@ -203,3 +203,14 @@ async def test_the_pool_starts_its_workers_below_the_node_priority() -> None:
 def test_rejection_type_is_shared() -> None:
     rejected = decode_signed(SignedEvent(event=b"\x08", signature=b""))
     assert isinstance(rejected, Rejection)
+
+
+async def test_a_batch_the_caller_verified_is_not_checked_again() -> None:
+    _, log = _history()
+    ledger = Ledger()
+    assert ledger.apply(log[0]).rejection is None
+    batch = IncomingBatch.prepare(ledger, log[:4], verified=True)
+    assert [d.signed for d in batch.events] == log[1:4]  # known ones still left out
+    # A batch this small is otherwise left to the ledger's inline checks (None).
+    assert await batch.verified() == [True] * 3
+    assert await IncomingBatch.prepare(ledger, log[:4]).verified() is None
