@@ -32,6 +32,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.gen.auction.v1 import Fork as ForkMsg
 from peer.gen.auction.v1 import Rejection as RejectionMsg
+from peer.net.batch_verify import IncomingBatch
 from peer.net.rpc import StorageUnavailable
 from peer.net.views import auction_view, bid_page, summary_view
 from peer.node.deadlines import Deadlines
@@ -103,9 +104,11 @@ class ControlHandlers(Deadlines):
         if reply.rejected is not None:
             return ControlReply(rejected=reply.rejected)
         if reply.accepted is not None:
-            # Apply the seller's Accept now, so `show` right after `bid` shows it.
+            # Apply the seller's Accept now, so `show` right after `bid` shows it. Its
+            # signatures are checked: the seller's by place_bid, ours when we signed.
+            batch = IncomingBatch.prepare(self.ledger, [reply.accepted], verified=True)
             try:
-                await self.ingest([reply.accepted], self.mesh.link_for(key.author))
+                await self.commit(batch, self.mesh.link_for(key.author))
             except StorageUnavailable as exc:
                 return _rejected(Rejection(
                     RejectCode.STORAGE_UNAVAILABLE,

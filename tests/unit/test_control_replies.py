@@ -106,6 +106,28 @@ async def test_a_bid_reply_carries_the_accepted_bid_and_a_summary_not_every_bid(
         f"accepted: Bidder 40.5 USDt on Seller->Pic#1  ({auction})", "  open, 31 bid(s)"]
 
 
+async def test_the_bidder_applies_the_accept_without_checking_signatures_again(
+        pair: tuple[Node, Node, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its signatures were checked when the reply came in (check_bid_reply, in the
+    # mesh) and when the bid was signed: the seller's check of the bid is the only one.
+    import peer.core.identity
+    import peer.core.ledger
+
+    _, bidder, auction = pair
+    checks: list[bytes] = []
+    real = peer.core.identity.verify
+
+    def counting(key: bytes, data: bytes, signature: bytes) -> bool:
+        checks.append(key)
+        return real(key, data, signature)
+
+    monkeypatch.setattr(peer.core.ledger, "verify", counting)
+    await _bid(bidder, auction, 20)
+    assert checks == [BIDDER.node_id]  # the seller's check_bid
+    shown = (await bidder.control_show(ShowRequest(auction=auction))).auction
+    assert shown is not None and shown.bid_count == 1
+
+
 async def test_a_refused_bid_has_no_accepted_bid(pair: tuple[Node, Node, str]) -> None:
     _, bidder, auction = pair
     await _bid(bidder, auction, 20)
