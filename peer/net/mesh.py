@@ -586,9 +586,12 @@ class Mesh:
         self.heard(link)
         return result
 
-    def broadcast(self, events: list[SignedEvent]) -> None:
-        """Queue ``events`` for every up peer without waiting on any of them."""
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
+        """Queue ``events`` for every up peer but the node ``skip`` (which has them),
+        without waiting on any of them."""
         for link in self.up_links():
+            if link.node_id == skip:
+                continue
             if link.outbox_send is not None and not link.outbox_send.put_nowait(events):
                 # Never block the seller on a slow peer; anti-entropy heals it.
                 link.lagging = True

@@ -13,7 +13,7 @@ import logging
 
 import trio
 
-from peer.core.auctions import best_bid_only
+from peer.core.auctions import BidAccepted, best_bid_only
 from peer.core.ledger import ApplyResult, LoggedEvent
 from peer.core.rules import Rejection
 from peer.core.signed_events import DecodedEvent, sign_event
@@ -265,7 +265,13 @@ class EventLog(NodeState):
             self._deadlines_changed.set()
         for result in results:
             if self.mesh is not None:
-                self.mesh.broadcast([e.signed for e in result.applied])
+                # The node that placed a bid got our Accept of it in our reply; a push
+                # would only be decoded and dropped there. Should the reply have been
+                # lost, it learns of the Accept by the gap before our next event, or by
+                # anti-entropy.
+                bidder = next((note.bid.bidder for note in result.notifications
+                               if type(note) is BidAccepted), b"")
+                self.mesh.broadcast([e.signed for e in result.applied], skip=bidder)
             for note in result.notifications:
                 self._notify(note)
 

@@ -42,9 +42,10 @@ class _Direct:
 
     def __init__(self, seller: Node | None) -> None:
         self.seller = seller
+        self.skipped: list[bytes] = []  # per broadcast, the node it was not sent to
 
-    def broadcast(self, events: list[SignedEvent]) -> None:
-        pass
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
+        self.skipped.append(skip)
 
     def link_for(self, node_id: bytes) -> None:
         return None
@@ -124,6 +125,18 @@ async def test_the_bidder_applies_the_accept_without_checking_signatures_again(
     monkeypatch.setattr(peer.core.ledger, "verify", counting)
     await _bid(bidder, auction, 20)
     assert checks == [BIDDER.node_id]  # the seller's check_bid
+    shown = (await bidder.control_show(ShowRequest(auction=auction))).auction
+    assert shown is not None and shown.bid_count == 1
+
+
+async def test_the_seller_does_not_push_its_accept_to_the_bidders_node(
+        pair: tuple[Node, Node, str]) -> None:
+    # The bidder's node has the Accept from the PlaceBid reply already.
+    seller, bidder, auction = pair
+    assert isinstance(seller.mesh, _Direct)
+    assert seller.mesh.skipped == [b""]  # the Open: to everyone
+    await _bid(bidder, auction, 20)
+    assert seller.mesh.skipped == [b"", BIDDER.node_id]
     shown = (await bidder.control_show(ShowRequest(auction=auction))).auction
     assert shown is not None and shown.bid_count == 1
 

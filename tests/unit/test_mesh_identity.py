@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import cast
 
@@ -85,3 +86,24 @@ def test_an_old_goodbye_replayed_does_not_take_a_live_link_down() -> None:
         assert up.state == DOWN and hooks.down == [("127.0.0.1:12", "left")]
 
     trio.run(main)
+
+
+def test_broadcast_skips_the_node_that_has_the_events() -> None:
+    from peer.gen.auction.v1 import SignedEvent
+    from peer.net.mesh import Outbox
+
+    bidder = PeerLink("127.0.0.1:12", node_id=b"\x07" * 32, state=UP)
+    other = PeerLink("127.0.0.1:13", node_id=b"\x08" * 32, state=UP)
+    for link in (bidder, other):
+        link.outbox_send = Outbox(4)
+    mesh, _ = _mesh([bidder, other])
+    event = SignedEvent(event=b"e", signature=b"s")
+    mesh.broadcast([event], skip=bidder.node_id)
+    mesh.broadcast([event])
+
+    async def drained(link: PeerLink) -> list[SignedEvent]:
+        assert link.outbox_send is not None
+        return await link.outbox_send.take(10)
+
+    assert asyncio.run(drained(bidder)) == [event]  # only the second broadcast
+    assert asyncio.run(drained(other)) == [event, event]

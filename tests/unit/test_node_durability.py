@@ -150,7 +150,7 @@ class RecordingMesh:
     def __init__(self) -> None:
         self.pushed: list[SignedEvent] = []
 
-    def broadcast(self, events: list[SignedEvent]) -> None:
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
         self.pushed.extend(events)
 
     def link_for(self, node_id: bytes) -> None:

@@ -52,7 +52,7 @@ class _RecordingMesh:
     def __init__(self) -> None:
         self.pushed: list[int] = []
 
-    def broadcast(self, events: list[SignedEvent]) -> None:
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
         for signed in events:
             decoded = decode_signed(signed)
             assert not isinstance(decoded, Rejection), decoded

@@ -58,7 +58,7 @@ class _Disk:
 
 
 class _NoMesh:
-    def broadcast(self, events: list[SignedEvent]) -> None:
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
         pass
 
     def link_for(self, node_id: bytes) -> None:

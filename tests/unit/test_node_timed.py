@@ -58,7 +58,7 @@ class _RecordingMesh:
     def __init__(self) -> None:
         self.pushed: list[SignedEvent] = []
 
-    def broadcast(self, events: list[SignedEvent]) -> None:
+    def broadcast(self, events: list[SignedEvent], skip: bytes = b"") -> None:
         self.pushed.extend(events)
 
 
