@@ -1,12 +1,16 @@
 """Profile node processes under a benchmark's load with py-spy (``pip install py-spy``).
 
-``python -m bench._profile throughput|propagation|sync [OUT_DIR]`` starts the same
+``python -m bench._profile throughput|propagation|user_path|sync [OUT_DIR]`` starts the same
 cluster as the benchmark, attaches ``py-spy record --format raw`` (collapsed stacks)
 to the interesting node processes while the load runs, and prints per process the
 top self-time frames and the top inclusive frames (percent of samples).
 
 - ``throughput``: 10 nodes, 64 concurrent bidders; profiles the seller and one peer.
 - ``propagation``: 10 nodes, 100 bids/s; profiles the seller and one peer.
+- ``user_path``: 3 nodes, 16 bidders through the bidder node's Control socket (as
+  ``bench_user_path``); profiles the seller, the bidder node and the third node, and
+  prints each process's CPU time per accepted bid (user + system, from /proc), the
+  client's included.
 - ``sync``: a joiner pulling 100,000 events from three full peers; profiles the joiner
   and one source.
 """
@@ -14,6 +18,8 @@ top self-time frames and the top inclusive frames (percent of samples).
 from __future__ import annotations
 
 import collections
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench import bench_network, bench_sync
-from bench._harness import Cluster, NodeProc, run_helpers, stop_process
+from bench._harness import PYTHON, ROOT, Cluster, NodeProc, process_cpu_s, run_helpers, stop_process
 
 PYSPY = str(Path(sys.executable).parent / "py-spy")
 RATE_HZ = 250
@@ -96,6 +102,43 @@ def profile_network(out_dir: Path, mode: str) -> list[Path]:
         return recorder[0].files
 
 
+def profile_user_path(out_dir: Path, concurrency: int = 16, seconds: float = 12.0
+                      ) -> list[Path]:
+    with Cluster("bench-prof-user-") as cluster:
+        nodes = cluster.start_nodes(3, "Node")
+        cluster.wait_mesh(nodes)
+        seller, bidder, third = nodes
+        auctions = [f"{a}:{s}" for a, s in bench_network.open_auctions(seller, concurrency)]
+        cluster.wait_heads([bidder], seller.node_id, bench_network.seller_head(seller))
+        args = {"socket": str(bidder.control_socket), "mode": "closed", "auctions": auctions,
+                "first_amount": 1, "duration": seconds, "start_at": time.monotonic() + 1.5}
+        client = subprocess.Popen([PYTHON, "-m", "bench._control_loadgen", json.dumps(args)],
+                                  cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        pids = {"seller": seller.proc.pid, "bidder": bidder.proc.pid,
+                "third": third.proc.pid, "client": client.pid}
+        try:
+            time.sleep(2.5)  # the client's warm-up and start delay
+            window = seconds - 3
+            before = {label: process_cpu_s(pid) for label, pid in pids.items()}
+            started = time.monotonic()
+            recorder = Recorder(out_dir, {"seller": seller, "bidder": bidder, "third": third},
+                                window)
+            time.sleep(window)
+            used = {label: process_cpu_s(pid) - before[label] for label, pid in pids.items()}
+            elapsed = time.monotonic() - started
+            out, _ = client.communicate(timeout=120)
+            recorder.finish()
+        finally:
+            stop_process(client)
+            if client.stdout is not None:
+                client.stdout.close()
+        rate = json.loads(out.splitlines()[-1])["per_s"]
+        per_bid = {label: round(cpu * 1e6 / max(rate * elapsed, 1), 1)
+                   for label, cpu in used.items()}
+        print(f"{rate} accepted bids/s; CPU us per bid: {per_bid} (load {os.getloadavg()[0]:.1f})")
+        return recorder.files
+
+
 def profile_sync(out_dir: Path) -> list[Path]:
     signed = list(bench_sync.workload(bench_sync.EVENTS))
     with Cluster("bench-prof-sync-") as cluster:
@@ -118,7 +161,12 @@ def main() -> int:
     mode = sys.argv[1] if len(sys.argv) > 1 else "throughput"
     out_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp(prefix="prof-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = profile_sync(out_dir) if mode == "sync" else profile_network(out_dir, mode)
+    if mode == "sync":
+        files = profile_sync(out_dir)
+    elif mode == "user_path":
+        files = profile_user_path(out_dir)
+    else:
+        files = profile_network(out_dir, mode)
     for f in files:
         if f.exists():
             print(summarize(f))
