@@ -22,6 +22,7 @@ from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import (
     AuctionState,
     CloseReason,
+    CloseRequest,
     NotificationKind,
     OpenRequest,
     RejectCode,
@@ -83,8 +84,8 @@ def _lines(out: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-async def _open(node: Node, **terms: Any) -> AuctionKey:
-    reply = await node.control_open(OpenRequest(item="Pic#3", start_amount="50",
+async def _open(node: Node, item: str = "Pic#3", **terms: Any) -> AuctionKey:
+    reply = await node.control_open(OpenRequest(item=item, start_amount="50",
                                                 currency="USDt", **terms))
     assert reply.auction is not None, reply.rejected
     author, seq = reply.auction.id.split(":")
@@ -126,6 +127,59 @@ def test_the_seller_closes_at_the_end_a_late_bid_moved(tmp_path: Path,
         assert closed["event"] == "closed"
         assert closed["text"] == "Client#1->Pic#3 ended: Client#2 -> 50 USDt"
         assert closed["closed_by"] == "ended" and closed["winner"] == "Client#2"
+
+    trio.run(main, clock=clock)
+
+
+def test_many_auctions_close_each_at_its_end_while_bids_move_ends_and_hands_close(
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
+    """The deadline loop finds the next end among many, whatever moved since."""
+    async def main() -> None:
+        node, _, out = _node(tmp_path, SELLER)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.deadline_loop)
+            # 40 auctions ending between 2 s and 3 s; every other one has a 500 ms
+            # anti-sniping window, every fourth is closed by hand before its end.
+            keys = [await _open(node, f"Lot#{i}", ends_in_ms=2_000 + (i * 397) % 1_000,
+                                extend_ms=500 if i % 2 == 0 else 0) for i in range(40)]
+            by_hand = set(keys[1::4])
+            bids = dict.fromkeys(keys, 0)
+            for _ in range(120):  # 6 s of mock time in steps of 50 ms
+                await trio.sleep(0.05)
+                now = _wall_ms()
+                for key in keys:
+                    auction = node.ledger.auction(key)
+                    assert auction is not None
+                    if key in by_hand and now >= T0 + 1_000 and not auction.closed:
+                        reply = await node.control_close(CloseRequest(auction=key.text))
+                        assert reply.rejected is None, reply.rejected
+                    elif auction.terms.extend_ms and bids[key] < 3 and not auction.closed \
+                            and 0 < auction.ends_ms - now <= 200:
+                        bids[key] += 1  # a late bid: its end moves to now + 500 ms
+                        reply = await node.on_place_bid(make_signed_bid(
+                            BIDDER, key, str(50 + bids[key]), "USDt", bids[key], now))
+                        assert reply.accepted is not None, reply.rejected
+                        assert auction.ends_ms == now + 500
+                    # Open until its current end, closed (by the loop) just after it.
+                    if key not in by_hand:
+                        assert auction.closed == (now >= auction.ends_ms + 60) or \
+                            (auction.closed and now >= auction.ends_ms), (key, now)
+            assert sum(bids.values()) == 60  # each of the 20 ends moved three times
+            for key in keys:
+                auction = node.ledger.auction(key)
+                assert auction is not None and auction.closed
+                assert auction.ended_by_time == (key not in by_hand)
+                if key not in by_hand:
+                    assert auction.ends_ms <= (auction.closed_ms or 0) < auction.ends_ms + 60
+            assert not node.ledger.has_timed_open
+            nursery.cancel_scope.cancel()
+        # The loop closed them in the order of their final ends.
+        closed = [line["auction"]["id"] for line in _lines(out)
+                  if line["event"] == "closed" and line["closed_by"] == "ended"]
+        ends = {key.text: node.ledger.auction(key).ends_ms  # type: ignore[union-attr]
+                for key in keys}
+        seqs = {key.text: key.seq for key in keys}
+        assert len(closed) == 30 and closed == sorted(closed, key=lambda k: (ends[k], seqs[k]))
 
     trio.run(main, clock=clock)
 
