@@ -31,6 +31,8 @@ class NodeConfig:
         port: public port; 0 picks a free one, remembered in the data dir for restarts.
         service: the Grape service name under which nodes announce themselves.
         json_output: print one JSON object per line instead of readable log lines.
+        tls: TLS on the public port (``peer.net.tls``); None: ``AUCTION_PEER_TLS`` if set
+            (applied by ``with_env_overrides``), else ``DEFAULT_TLS``.
     """
 
     name: str
@@ -40,6 +42,7 @@ class NodeConfig:
     port: int = 0
     service: str = DEFAULT_SERVICE
     json_output: bool = False
+    tls: bool | None = None
     # Intervals in seconds; tests shorten them.
     announce_interval: float = 5.0
     lookup_interval: float = 2.0
@@ -56,6 +59,16 @@ class NodeConfig:
     # Per-connection rates of the costly Peer rpcs (peer/net/rate_limit.py; README, Limits).
     rate_limits: RateLimits = field(default_factory=RateLimits)
 
+    @property
+    def use_tls(self) -> bool:
+        return DEFAULT_TLS if self.tls is None else self.tls
+
+
+#: TLS on the public port unless --no-tls or AUCTION_PEER_TLS=0 (README, Configuration).
+DEFAULT_TLS = True
+TLS_ENV = "AUCTION_PEER_TLS"
+_TLS_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
 
 _INTERVAL_ENV = {
     "announce_interval": "AUCTION_PEER_ANNOUNCE_INTERVAL",
@@ -108,6 +121,13 @@ def with_env_overrides(config: NodeConfig, environ: Mapping[str, str]) -> NodeCo
         if not 0 < value < 3600:
             raise ValueError(f"{var} must be between 0 and 3600 seconds, not {raw!r}")
         config = replace(config, **{attr: value})  # type: ignore[arg-type]
+    raw_tls = environ.get(TLS_ENV)
+    if raw_tls is not None and config.tls is None:  # --tls / --no-tls win
+        tls = _TLS_WORDS.get(raw_tls.strip().lower())
+        if tls is None:
+            raise ValueError(f"{TLS_ENV} must be 1 or 0 (true/false, yes/no, on/off), "
+                             f"not {raw_tls!r}")
+        config = replace(config, tls=tls)
     return _with_limit_overrides(config, environ)
 
 

@@ -45,7 +45,14 @@ from peer.cli.render import (
     status_json,
     status_lines,
 )
-from peer.config import DEFAULT_GRAPE, DEFAULT_HOST, DEFAULT_SERVICE, NodeConfig
+from peer.config import (
+    DEFAULT_GRAPE,
+    DEFAULT_HOST,
+    DEFAULT_SERVICE,
+    DEFAULT_TLS,
+    TLS_ENV,
+    NodeConfig,
+)
 from peer.core.rules import Rejection, check_name, parse_amount, parse_duration
 from peer.gen.auction.v1 import (
     AuctionState,
@@ -164,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "$AUCTION_PEER_HOME/NAME with NAME escaped, home ~/.auction-peer)")
     serve.add_argument("--service", default=DEFAULT_SERVICE,
                        help=f"Grape service name nodes announce under (default {DEFAULT_SERVICE})")
+    serve.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                       help="TLS 1.3 on the public port, its certificate bound to the node "
+                            f"key by the Hello handshake (default {'on' if DEFAULT_TLS else 'off'}"
+                            f"; {TLS_ENV}=0 or 1 when neither is given). Every node of a "
+                            "network must use the same setting")
     serve.add_argument("--json", action="store_true",
                        help="one JSON object per line on stdout: peer_up for the peers found "
                             "at start and progress while a long sync runs, then ready once "
@@ -451,6 +463,7 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=args.data_dir if args.data_dir is not None else _data_dir_of(name),
         grape_urls=grape_urls,
         host=args.host, port=args.port, service=args.service, json_output=args.json,
+        tls=args.tls,
     )
     return serve(config, log_level=_log_level(args))
 

@@ -25,6 +25,11 @@ Why each piece is there:
   The callee signs only an address at which the connection really reached it (the
   socket's local address), and the caller accepts only a proof over the address it
   dialed, so a relayed proof names the wrong address.
+- **The TLS certificate** (on a TLS connection, ``peer.net.tls``): both proofs also cover
+  the SHA-256 of the certificate the callee presented, under their own context
+  strings. A relay that terminates TLS with a certificate of its own cannot get a
+  proof over that certificate from the real node, so the caller refuses it, and
+  everything after the handshake travels inside the TLS session the proofs name.
 """
 
 from __future__ import annotations
@@ -38,13 +43,35 @@ from typing import Final
 
 from peer.core.identity import NODE_ID_BYTES, Identity, verify
 
-__all__ = ["CALLEE_CONTEXT", "CALLER_CONTEXT", "CHALLENGE_BYTES", "MAX_ADDRESS_BYTES",
-           "MAX_PENDING_CHALLENGES", "PENDING_CHALLENGE_SECONDS", "Challenges",
-           "HandshakeError", "Pending", "callee_message", "caller_message",
-           "new_challenge", "same_endpoint", "verify_callee", "verify_caller"]
+__all__ = [
+    "BINDING_BYTES",
+    "CALLEE_CONTEXT",
+    "CALLER_CONTEXT",
+    "CHALLENGE_BYTES",
+    "MAX_ADDRESS_BYTES",
+    "MAX_PENDING_CHALLENGES",
+    "PENDING_CHALLENGE_SECONDS",
+    "TLS_CALLEE_CONTEXT",
+    "TLS_CALLER_CONTEXT",
+    "Challenges",
+    "HandshakeError",
+    "Pending",
+    "callee_message",
+    "caller_message",
+    "new_challenge",
+    "same_endpoint",
+    "verify_callee",
+    "verify_caller",
+]
 
 CALLEE_CONTEXT: Final = b"auction-peer/hello/v1/callee\x00"
 CALLER_CONTEXT: Final = b"auction-peer/hello/v1/caller\x00"
+#: The same roles on a TLS connection: the transcript then also holds the SHA-256 of
+#: the callee's certificate (``BINDING_BYTES``), and a proof made for one kind of
+#: connection never passes for the other.
+TLS_CALLEE_CONTEXT: Final = b"auction-peer/hello/v1/tls-callee\x00"
+TLS_CALLER_CONTEXT: Final = b"auction-peer/hello/v1/tls-caller\x00"
+BINDING_BYTES: Final = 32
 CHALLENGE_BYTES: Final = 32
 MAX_ADDRESS_BYTES: Final = 300  # "host:port"; far above an IPv6 literal with a port
 #: Challenges a callee keeps waiting for their Prove; the oldest is dropped beyond it.
@@ -62,51 +89,65 @@ def new_challenge() -> bytes:
 
 
 def _transcript(context: bytes, caller_challenge: bytes, caller_id: bytes, callee_id: bytes,
-                callee_challenge: bytes, address: str) -> bytes:
+                callee_challenge: bytes, address: str, binding: bytes) -> bytes:
     for what, value, size in (("caller challenge", caller_challenge, CHALLENGE_BYTES),
                               ("callee challenge", callee_challenge, CHALLENGE_BYTES),
                               ("caller id", caller_id, NODE_ID_BYTES),
                               ("callee id", callee_id, NODE_ID_BYTES)):
         if type(value) is not bytes or len(value) != size:
             raise HandshakeError(f"the {what} is not {size} bytes")
+    if binding and (type(binding) is not bytes or len(binding) != BINDING_BYTES):
+        raise HandshakeError(f"the certificate binding is not {BINDING_BYTES} bytes")
     encoded = address.encode("utf-8")
     if not encoded or len(encoded) > MAX_ADDRESS_BYTES:
         raise HandshakeError(f"the address is empty or longer than {MAX_ADDRESS_BYTES} bytes")
     # Fixed-size fields first, the one variable field last and length-prefixed: two
     # different transcripts never serialize to the same bytes.
+    # A binding comes with its own context string (the caller picks the pair), so
+    # the two layouts never meet under one context.
     return b"".join((context, caller_challenge, caller_id, callee_id, callee_challenge,
-                     struct.pack(">H", len(encoded)), encoded))
+                     binding, struct.pack(">H", len(encoded)), encoded))
 
 
 def callee_message(caller_challenge: bytes, caller_id: bytes, callee_id: bytes,
-                   callee_challenge: bytes, address: str) -> bytes:
-    """What the callee signs in ``HelloReply.proof``."""
-    return _transcript(CALLEE_CONTEXT, caller_challenge, caller_id, callee_id,
-                       callee_challenge, address)
+                   callee_challenge: bytes, address: str, binding: bytes = b"") -> bytes:
+    """What the callee signs in ``HelloReply.proof``. ``binding``: SHA-256 of the
+    callee's TLS certificate on a TLS connection, empty on a plain one."""
+    return _transcript(TLS_CALLEE_CONTEXT if binding else CALLEE_CONTEXT, caller_challenge,
+                       caller_id, callee_id, callee_challenge, address, binding)
 
 
 def caller_message(caller_challenge: bytes, caller_id: bytes, callee_id: bytes,
-                   callee_challenge: bytes, address: str) -> bytes:
-    """What the caller signs in ``ProveRequest.proof``."""
-    return _transcript(CALLER_CONTEXT, caller_challenge, caller_id, callee_id,
-                       callee_challenge, address)
+                   callee_challenge: bytes, address: str, binding: bytes = b"") -> bytes:
+    """What the caller signs in ``ProveRequest.proof`` (``binding`` as above)."""
+    return _transcript(TLS_CALLER_CONTEXT if binding else CALLER_CONTEXT, caller_challenge,
+                       caller_id, callee_id, callee_challenge, address, binding)
 
 
 def verify_callee(caller_challenge: bytes, caller_id: bytes, address: str,
-                  claimed_id: bytes, callee_challenge: bytes, proof: bytes) -> None:
-    """Check a ``HelloReply`` against the Hello we sent; raises HandshakeError."""
+                  claimed_id: bytes, callee_challenge: bytes, proof: bytes,
+                  binding: bytes = b"") -> None:
+    """Check a ``HelloReply`` against the Hello we sent; raises HandshakeError.
+
+    ``binding``: SHA-256 of the certificate our TLS connection was shown (empty on
+    a plain connection): the proof must be over that certificate.
+    """
     if not proof:
         raise HandshakeError("no proof of its key in the Hello reply")
-    message = callee_message(caller_challenge, caller_id, claimed_id, callee_challenge, address)
+    message = callee_message(caller_challenge, caller_id, claimed_id, callee_challenge,
+                             address, binding)
     if not verify(claimed_id, message, proof):
+        if binding:
+            raise HandshakeError("the Hello proof is not its key's signature over our "
+                                 "challenge and the TLS certificate this connection saw")
         raise HandshakeError("the Hello proof is not its key's signature over our challenge")
 
 
 def sign_caller(identity: Identity, caller_challenge: bytes, callee_id: bytes,
-                callee_challenge: bytes, address: str) -> bytes:
+                callee_challenge: bytes, address: str, binding: bytes = b"") -> bytes:
     """The caller's proof for ``ProveRequest`` (after ``verify_callee`` passed)."""
     return identity.sign(caller_message(caller_challenge, identity.node_id, callee_id,
-                                        callee_challenge, address))
+                                        callee_challenge, address, binding))
 
 
 def verify_caller(pending: Pending, callee_id: bytes, caller_id: bytes, proof: bytes) -> None:
@@ -114,7 +155,7 @@ def verify_caller(pending: Pending, callee_id: bytes, caller_id: bytes, proof: b
     if caller_id != pending.caller_id:
         raise HandshakeError("Prove names another node than its Hello did")
     message = caller_message(pending.caller_challenge, caller_id, callee_id,
-                             pending.callee_challenge, pending.address)
+                             pending.callee_challenge, pending.address, pending.binding)
     if not verify(caller_id, message, proof):
         raise HandshakeError("the Prove proof is not its key's signature over our challenge")
 
@@ -128,6 +169,7 @@ class Pending:
     callee_challenge: bytes
     address: str
     expires: float
+    binding: bytes = b""  # SHA-256 of our certificate, when the Hello came over TLS
 
 
 class Challenges:
@@ -145,17 +187,19 @@ class Challenges:
         return len(self._pending)
 
     def issue(self, identity: Identity, caller_id: bytes, caller_challenge: bytes,
-              address: str, now: float) -> tuple[bytes, bytes]:
+              address: str, now: float, binding: bytes = b"") -> tuple[bytes, bytes]:
         """A fresh challenge and our proof for a Hello; raises HandshakeError when the
-        Hello's fields are malformed."""
+        Hello's fields are malformed. ``binding``: SHA-256 of our TLS certificate when
+        the Hello came over TLS, else empty."""
         callee_challenge = new_challenge()
         proof = identity.sign(callee_message(caller_challenge, caller_id, identity.node_id,
-                                             callee_challenge, address))
+                                             callee_challenge, address, binding))
         self._expire(now)
         while len(self._pending) >= self._limit:
             self._pending.popitem(last=False)
         self._pending[callee_challenge] = Pending(caller_id, caller_challenge,
-                                                  callee_challenge, address, now + self._ttl)
+                                                  callee_challenge, address, now + self._ttl,
+                                                  binding)
         return callee_challenge, proof
 
     def take(self, callee_challenge: bytes, now: float) -> Pending:

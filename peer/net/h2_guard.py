@@ -47,6 +47,9 @@ from h2.events import DataReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 
+from peer.net.tls import CertificateChanged, is_tls, peer_binding
+from peer.net.warn_once import WarnOnce
+
 __all__ = ["GuardedChannel", "GuardedProtocol", "TransportGuard", "TransportLimits",
            "cut_connection"]
 
@@ -56,6 +59,9 @@ _KiB: Final = 1024
 _MiB: Final = 1024 * 1024
 _PREFIX: Final = 5  # gRPC message prefix: 1 flag byte, 4 bytes of big-endian length
 _REFUSED_LINGER: Final = 0.5  # seconds a refused connection stays open to read its GOAWAY
+# The first bytes of a TLS ClientHello (a handshake record, TLS 1.0-1.3 framing).
+_TLS_HANDSHAKE_RECORD: Final = b"\x16\x03"
+_tls_callers = WarnOnce(log)
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,7 @@ class GuardedProtocol(H2Protocol):
         self._last_activity = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._first_bytes = True
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -286,6 +293,15 @@ class GuardedProtocol(H2Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._first_bytes and not self._client:
+            self._first_bytes = False
+            if data.startswith(_TLS_HANDSHAKE_RECORD) and not is_tls(self.connection._transport):
+                # A node with TLS calls this plain port: say so, not a protocol error.
+                _tls_callers.warn(self._address or "?", "a peer at %s speaks TLS to this "
+                                  "node, which runs with --no-tls: every node of a network "
+                                  "must use the same setting", self._address or "?")
+                self.connection.close()
+                return
         self._last_activity = time.monotonic()
         super().data_received(data)
 
@@ -326,16 +342,37 @@ class GuardedChannel(Channel):
     A peer we call (it answered ``Hello``, or Grape listed it) could answer ``Sync``
     with a message declared 2^31-1 bytes long; grpclib's client would buffer it all
     before the codec saw its size. Here such a reply cancels the call at its prefix.
+
+    Over TLS (``ssl=``), the channel pins the certificate of its first connection
+    (``binding``, its SHA-256) and refuses a reconnection that presents another
+    (``CertificateChanged``): the Hello proved the node behind that certificate, and
+    grpclib reconnects by itself, so a later connection must reach the same one.
     """
 
     def __init__(self, *args: Any, limits: TransportLimits | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._guard = TransportGuard(limits or TransportLimits())
+        #: SHA-256 of the certificate every connection of this channel presented;
+        #: None before the first TLS connection, always None without TLS.
+        self.binding: bytes | None = None
 
     def _protocol_factory(self) -> H2Protocol:
         return GuardedProtocol(ClientHandler(), self._config, self._h2_config, self._guard,
                                client=True)
+
+    async def _create_connection(self) -> H2Protocol:
+        protocol = await super()._create_connection()
+        if self._ssl is None:
+            return protocol
+        binding = peer_binding(protocol.connection._transport)
+        if self.binding is None and binding:
+            self.binding = binding
+        elif binding != self.binding:
+            protocol.connection.close()
+            raise CertificateChanged(f"{self._host}:{self._port} presented another TLS "
+                                     "certificate than on its first connection")
+        return protocol
 
 
 def cut_connection(server_stream: Any) -> None:

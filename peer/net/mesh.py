@@ -66,6 +66,7 @@ from peer.net.address_book import (
 from peer.net.backoff import Backoff
 from peer.net.codec import LimitedCodec
 from peer.net.h2_guard import GuardedChannel
+from peer.net.tls import client_context, describe_tls_failure
 from peer.net.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class PeerLink:
     heard_at: float = 0.0  # trio clock: the last time it answered us (liveness)
     liveness_probe: bool = False  # a liveness probe is in flight
     heads: dict[bytes, int] = field(default_factory=dict)  # from its last Hello reply
+    tls: bool = False  # dial it over TLS (peer.net.tls)
 
     closed: bool = False
     opened: list[Channel] = field(default_factory=list)
@@ -155,7 +157,8 @@ class PeerLink:
             raise trio.ClosedResourceError("the mesh is shut down")
         if self.channel is None:
             host, _, port = self.address.rpartition(":")
-            self.channel = GuardedChannel(host, int(port), codec=LimitedCodec())
+            self.channel = GuardedChannel(host, int(port), codec=LimitedCodec(),
+                                          ssl=client_context() if self.tls else None)
             self.opened.append(self.channel)
         return self.channel
 
@@ -183,8 +186,10 @@ class Mesh:
     """Discovery results in, fan-out and peer calls out."""
 
     def __init__(self, identity: Identity, own_address: str, hooks: MeshHooks,
-                 bridge: aio.Bridge, limits: AddressLimits | None = None) -> None:
+                 bridge: aio.Bridge, limits: AddressLimits | None = None, *,
+                 tls: bool = False) -> None:
         self.identity = identity
+        self.tls = tls
         self.node_id = identity.node_id
         self._unproven = WarnOnce(log)
         self.address_limits = limits or AddressLimits()
@@ -241,7 +246,7 @@ class Mesh:
         self._forget(evicted, now)
         new = []
         for address in admitted:
-            link = PeerLink(address)
+            link = PeerLink(address, tls=self.tls)
             self.links[address] = link
             new.append(link)
             if self._nursery is not None:
@@ -314,7 +319,7 @@ class Mesh:
                                address=link.address)
         try:
             with trio.fail_after(HELLO_TIMEOUT + 1):
-                reply = await self.bridge.to_trio(
+                reply, binding = await self.bridge.to_trio(
                     _on_stub, link, functools.partial(_hello, request))
         except GRPCError as exc:
             if exc.status == Status.INVALID_ARGUMENT:  # it refused to prove anything
@@ -323,11 +328,19 @@ class Mesh:
                 self.mark_down(link, exc)
             return False
         except Exception as exc:  # any failure of a remote peer is only "down"
-            self.mark_down(link, exc)
+            mismatch = describe_tls_failure(exc, self.tls)
+            if mismatch is not None:
+                self._unproven.warn(link.address, "peer at %s: %s", link.address, mismatch)
+                self.mark_down(link, mismatch)
+                link.reason = "TLS handshake failed"
+            else:
+                self.mark_down(link, exc)
             return False
         try:
+            if self.tls and not binding:
+                raise HandshakeError("no TLS certificate seen on this connection")
             verify_callee(challenge, self.node_id, link.address, reply.node_id,
-                          reply.challenge, reply.proof)
+                          reply.challenge, reply.proof, binding)
         except HandshakeError as exc:
             self._not_proven(link, reply.node_id, str(exc))
             return False
@@ -341,7 +354,7 @@ class Mesh:
         # Our half: the callee learns our id the same way, on the same connection.
         prove = ProveRequest(node_id=self.node_id, challenge=reply.challenge,
                              proof=sign_caller(self.identity, challenge, reply.node_id,
-                                               reply.challenge, link.address))
+                                               reply.challenge, link.address, binding))
         try:
             with trio.fail_after(HELLO_TIMEOUT + 1):
                 await self.bridge.to_trio(_on_stub, link, functools.partial(_prove, prove))
@@ -372,19 +385,21 @@ class Mesh:
         an impostor at our announced address cannot pass for us. Raises on any failure
         (refused, timed out, malformed reply, no proof).
         """
-        link = PeerLink(address)
+        link = PeerLink(address, tls=self.tls)
         challenge = new_challenge()
         request = HelloRequest(node_id=self.node_id, name=self.identity.name, heads=[],
                                challenge=challenge, address=address)
         try:
             with trio.fail_after(HELLO_TIMEOUT + 1):
-                reply = await self.bridge.to_trio(
+                reply, binding = await self.bridge.to_trio(
                     _on_stub, link, functools.partial(_hello, request))
         finally:
             link.closed = True
             link.close_channel()
+        if self.tls and not binding:
+            raise HandshakeError("no TLS certificate seen on this connection")
         verify_callee(challenge, self.node_id, address, reply.node_id, reply.challenge,
-                      reply.proof)
+                      reply.proof, binding)
         node_id: bytes = reply.node_id
         return node_id
 
@@ -742,8 +757,13 @@ async def _on_stub(link: PeerLink, fn: Callable[[PeerStub], Awaitable[T]]) -> T:
     return await fn(link.stub)
 
 
-async def _hello(request: HelloRequest, stub: PeerStub) -> HelloReply:
-    return await stub.hello(request, timeout=HELLO_TIMEOUT)
+async def _hello(request: HelloRequest, stub: PeerStub) -> tuple[HelloReply, bytes]:
+    """The reply, and the SHA-256 of the TLS certificate the channel's connections
+    presented (empty without TLS): the reply's proof must cover it."""
+    reply = await stub.hello(request, timeout=HELLO_TIMEOUT)
+    channel = stub.channel
+    binding = channel.binding if isinstance(channel, GuardedChannel) else None
+    return reply, binding or b""
 
 
 async def _place_bid(bid: SignedBid, stub: PeerStub) -> PlaceBidReply:

@@ -48,6 +48,7 @@ from peer.gen.auction.v1 import (
 from peer.net import aio
 from peer.net.h2_guard import cut_connection
 from peer.net.rate_limit import PeerRateLimiter, RateLimited, caller, caller_key
+from peer.net.tls import is_tls
 
 __all__ = ["BadInput", "ControlService", "PeerService", "StorageUnavailable"]
 
@@ -78,7 +79,8 @@ class StorageUnavailable(Exception):
 class PeerApi(Protocol):
     """The node as the public Peer service sees it (trio coroutines)."""
 
-    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply: ...
+    async def on_hello(self, request: HelloRequest, reached_at: object,
+                       binding: bytes = b"") -> HelloReply: ...
 
     async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply: ...
 
@@ -111,9 +113,12 @@ class ControlApi(Protocol):
 
 
 class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-checked
-    def __init__(self, node: PeerApi, limiter: PeerRateLimiter | None = None) -> None:
+    def __init__(self, node: PeerApi, limiter: PeerRateLimiter | None = None, *,
+                 binding: bytes = b"") -> None:
         self.node = node
         self.limiter = limiter or PeerRateLimiter()
+        # SHA-256 of our TLS certificate: signed in Hello proofs over TLS connections.
+        self.binding = binding
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         # Hello and Prove need the connection, not only the message: the callee signs
@@ -136,8 +141,10 @@ class PeerService(PeerBase):  # type: ignore[misc]  # generated base, not type-c
         if len(message.heads) > MAX_HEADS:
             raise GRPCError(Status.INVALID_ARGUMENT, "too many heads")
         try:
+            transport = getattr(stream.peer, "_transport", None)
+            binding = self.binding if is_tls(transport) else b""
             reply = await aio.from_trio(self.node.on_hello, message,
-                                        _socket_address(stream, "sockname"))
+                                        _socket_address(stream, "sockname"), binding)
         except BadInput as exc:
             raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
         await stream.send_message(reply)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from ssl import SSLContext
 from typing import Any, Final
 
 from grpclib.protocol import H2Protocol
@@ -29,11 +30,13 @@ from grpclib.server import Server as _GrpclibServer
 
 from peer.net.h2_guard import GuardedProtocol, TransportGuard, TransportLimits
 
-__all__ = ["Server"]
+__all__ = ["TLS_HANDSHAKE_TIMEOUT", "Server"]
 
 # How long wait_closed lets a hung-up connection send what it still has buffered
 # before dropping it (a client that stopped reading would otherwise hold it open).
 _FLUSH_GRACE: Final = 1.0
+# Seconds a TLS connection may take to finish its handshake before it is closed.
+TLS_HANDSHAKE_TIMEOUT: Final = 10.0
 
 
 class _Tracked(H2Protocol):
@@ -64,7 +67,8 @@ class _GuardedProtocol(_Tracked, GuardedProtocol):
 
 class Server(_GrpclibServer):
     def __init__(self, *args: Any, limits: TransportLimits | None = None,
-                 **kwargs: Any) -> None:
+                 ssl: SSLContext | None = None, **kwargs: Any) -> None:
+        self._ssl_context = ssl  # TLS on every start() (peer.net.tls)
         if limits is not None:
             kwargs.setdefault("config", limits.grpclib_config())
         super().__init__(*args, **kwargs)
@@ -74,6 +78,22 @@ class Server(_GrpclibServer):
         self._closing = False
         self._some_lost = asyncio.Event()
         self.guard = TransportGuard(limits) if limits is not None else None
+
+    async def start(self, host: str | None = None, port: int | None = None,
+                    **kwargs: Any) -> None:
+        ssl = kwargs.pop("ssl", self._ssl_context)
+        if ssl is None or kwargs:
+            await super().start(host, port, ssl=ssl, **kwargs)
+            return
+        # grpclib's start, with a bound on the TLS handshake: a connection counts
+        # against the guard's caps only once it is made, i.e. after its handshake,
+        # and asyncio would wait 60 s for one that never finishes.
+        if self._server is not None:
+            raise RuntimeError("Server is already started")
+        self._server = await self._loop.create_server(
+            self._protocol_factory, host, port or 0, ssl=ssl,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        self._server_closed_fut = self._loop.create_future()
 
     def _protocol_factory(self) -> H2Protocol:
         # grpclib's own factory, with its protocol class swapped for ours.

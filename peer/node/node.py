@@ -22,7 +22,7 @@ from grpclib.health.service import Health
 
 from grape_client import GrapeClient, GrapeClientError, announce_forever
 from peer.gen.auction.v1 import Goodbye, LeaveRequest, SignedEvent
-from peer.net import aio
+from peer.net import aio, tls
 from peer.net.address_book import AddressLimits
 from peer.net.codec import LimitedCodec
 from peer.net.control_socket import prepare_to_listen
@@ -37,7 +37,7 @@ from peer.node.peer_handlers import PeerHandlers
 from peer.node.state import now_ms
 from peer.progress import SyncProgress, expected_events
 from peer.startup import CannotListen, cannot_listen
-from peer.storage import paths, port_memory
+from peer.storage import paths, port_memory, tls_cert
 from peer.storage.data_dir_identity import StartIdentity
 from peer.storage.dir_lock import DataDirLock
 from peer.storage.names import record_owner
@@ -105,6 +105,8 @@ class Node(ControlHandlers, PeerHandlers):
                                 paths.owner_path(config.data_dir), exc)
                 start = StartIdentity.open(config.data_dir, config.name, store)
                 self.identity = start.identity
+                if config.use_tls:
+                    self._certificate = tls_cert.load_or_create(config.data_dir)
                 rebuilt = self._rebuild(store)
                 log.info("%s: %d event(s) loaded from %s", config.name, rebuilt,
                          paths.database_path(config.data_dir))
@@ -141,9 +143,13 @@ class Node(ControlHandlers, PeerHandlers):
         config = self.config
         assert self.identity is not None
         health = Health()
-        peer_server = Server([PeerService(self, PeerRateLimiter(config.rate_limits)), health],
+        certificate = self._certificate
+        peer_server = Server([PeerService(self, PeerRateLimiter(config.rate_limits),
+                                          binding=certificate.binding if certificate else b""),
+                              health],
                              codec=LimitedCodec(),
-                             limits=self.config.transport_limits)
+                             limits=self.config.transport_limits,
+                             ssl=tls.server_context(certificate) if certificate else None)
         control_server = Server([ControlService(self)], codec=LimitedCodec())
         socket_path = paths.control_socket_path(config.data_dir)
         async with GrapeClient(list(config.grape_urls), timeout=GRAPE_TIMEOUT) as grape:
@@ -169,7 +175,8 @@ class Node(ControlHandlers, PeerHandlers):
                                          f"{config.host}:{self.port}", self, bridge,
                                          AddressLimits(config.max_addresses,
                                                        config.max_new_addresses_per_lookup,
-                                                       config.forget_after))
+                                                       config.forget_after),
+                                         tls=certificate is not None)
                         self.mesh.liveness_idle = config.liveness_interval
                         await nursery.start(self.mesh.run)
                         announcer = functools.partial(announce_forever, grape, config.service,

@@ -73,12 +73,14 @@ class PeerHandlers(EventLog):
                                          peer_name=link.name,
                                          text=f"peer down: {link.name} ({reason})"))
 
-    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply:
+    async def on_hello(self, request: HelloRequest, reached_at: object,
+                       binding: bytes = b"") -> HelloReply:
         """Answer a Hello with a proof of our key over the caller's challenge.
 
         ``reached_at`` is the local socket address the caller's connection reached;
-        we sign only that address (``peer.core.handshake``). A Hello without a challenge
-        (an older caller) gets a reply that proves nothing.
+        we sign only that address (``peer.core.handshake``), and ``binding``, the
+        SHA-256 of our TLS certificate when the connection is TLS. A Hello without a
+        challenge (an older caller) gets a reply that proves nothing.
         """
         identity = self.identity
         assert identity is not None
@@ -93,7 +95,7 @@ class PeerHandlers(EventLog):
         try:
             reply.challenge, reply.proof = self._challenges.issue(
                 identity, request.node_id, request.challenge, request.address,
-                trio.current_time())
+                trio.current_time(), binding)
         except HandshakeError as exc:
             raise BadInput(str(exc)) from None
         return reply

@@ -30,6 +30,7 @@ from peer.reports import NodeReports, Quiet
 from peer.storage.in_flight import InFlight
 from peer.storage.in_order import InOrder
 from peer.storage.store import EventStore
+from peer.storage.tls_cert import TlsCertificate
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class NodeState:
         self._in_flight = InFlight()
         self._storage_outage: str | None = None  # why the log cannot be written, if so
         self._challenges = Challenges()
+        self._certificate: TlsCertificate | None = None  # with TLS, once started
         self._unproven_callers = WarnOnce(log)
         self._sync_progress: SyncProgress | None = None
         # Set whenever events are applied: an end may have moved or a timed auction opened.
