@@ -23,6 +23,8 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 
+from peer.net.tls import client_context
+
 __all__ = ["DeclaredHuge", "declare_huge", "open_h2", "rss_bytes"]
 
 MiB = 1024 * 1024
@@ -47,8 +49,13 @@ class DeclaredHuge:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def open_h2(port: int, timeout: float = 10.0) -> tuple[socket.socket, H2Connection]:
+def open_h2(port: int, timeout: float = 10.0, *, tls: bool = False
+            ) -> tuple[socket.socket, H2Connection]:
+    """An HTTP/2 client connection, over TLS as a node's public port speaks it with
+    ``tls`` (``tests.support.node_tls()`` says whether the nodes a test starts do)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        sock = client_context().wrap_socket(sock)
     conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
@@ -63,11 +70,12 @@ def _grpc_headers(path: str) -> list[tuple[str, str]]:
 
 def declare_huge(port: int, *, path: str = "/auction.v1.Peer/Push",
                  declared: int = 2**31 - 1, chunk: int = 16 * 1024,
-                 max_send: int = 256 * MiB, timeout: float = 60.0) -> DeclaredHuge:
+                 max_send: int = 256 * MiB, timeout: float = 60.0, tls: bool = False
+                 ) -> DeclaredHuge:
     """Declare a ``declared``-byte message and stream zeros in ``chunk``-byte frames,
     as fast as flow control allows, until the server refuses it or ``max_send``."""
     result = DeclaredHuge()
-    sock, conn = open_h2(port)
+    sock, conn = open_h2(port, tls=tls)
     try:
         stream_id = conn.get_next_available_stream_id()
         conn.send_headers(stream_id, _grpc_headers(path))

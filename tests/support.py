@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import subprocess
 import time
 import uuid
@@ -23,7 +24,9 @@ import trio
 
 from devsupport.grape import grape_answers, grape_bin
 from devsupport.ports import free_port, free_tcp_udp_port
+from peer.config import NodeConfig, with_env_overrides
 from peer.net.mesh import Mesh
+from peer.net.tls import client_context
 
 __all__ = [
     "BASE",
@@ -46,6 +49,18 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def node_tls() -> bool:
+    """Whether the nodes a test starts serve TLS on their public port (the default,
+    unless ``AUCTION_PEER_TLS`` says otherwise): what a test that calls that port
+    directly must speak."""
+    return with_env_overrides(NodeConfig(name="x", data_dir=Path()), os.environ).use_tls
+
+
+def node_ssl() -> ssl.SSLContext | None:
+    """The ``ssl`` argument for a grpclib ``Channel`` to a node's public port."""
+    return client_context() if node_tls() else None
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:

@@ -21,7 +21,7 @@ from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import nodes
-from tests.support import running_grapes
+from tests.support import node_ssl, running_grapes
 
 RATE = 20  # bids/s per connection for this test (the default is 500)
 FLOOD_SECONDS = 4.0
@@ -39,7 +39,7 @@ async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int, int
     A cut connection is replaced by grpclib with a new one on the next call."""
     mallory = Identity.generate("Mallory")
     too_low = make_signed_bid(mallory, key, "1", "USDt", 1, 1)  # costs a signature check
-    channel = Channel("127.0.0.1", port, codec=LimitedCodec())
+    channel = Channel("127.0.0.1", port, codec=LimitedCodec(), ssl=node_ssl())
     answered = refused = cut = 0
 
     async def worker() -> None:
@@ -64,7 +64,7 @@ async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int, int
 async def _honest(port: int, key: AuctionKey, stop: float) -> list[float]:
     """Bid higher and higher from another connection, 5 a second; each bid's latency."""
     alice = Identity.generate("Alice")
-    channel = Channel("127.0.0.1", port, codec=LimitedCodec())
+    channel = Channel("127.0.0.1", port, codec=LimitedCodec(), ssl=node_ssl())
     latencies: list[float] = []
     try:
         amount = 75

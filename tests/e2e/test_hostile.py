@@ -37,7 +37,7 @@ from peer.gen.auction.v1 import (
 from peer.net.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
 from peer.storage import key_file, paths
 from tests.e2e.harness import nodes
-from tests.support import running_grapes
+from tests.support import node_ssl, running_grapes
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def one_grape() -> Iterator[str]:
 
 def _grpc(port: int, request: object, method: str, timeout: float = 10.0) -> object:
     async def main() -> object:
-        channel = Channel("127.0.0.1", port)
+        channel = Channel("127.0.0.1", port, ssl=node_ssl())
         try:
             call = getattr(PeerStub(channel), method)
             if method == "push_stream":
@@ -141,7 +141,7 @@ def test_sync_with_unknown_heads_streams_everything(tmp_path: Path, one_grape: s
             assert node.cli("open", item, "1").code == 0
 
         async def pull() -> list[SignedEvent]:
-            channel = Channel("127.0.0.1", port)
+            channel = Channel("127.0.0.1", port, ssl=node_ssl())
             try:
                 got: list[SignedEvent] = []
                 async for page in PeerStub(channel).sync(SyncRequest(heads=[]), timeout=10):
@@ -163,7 +163,7 @@ def _error_of(port: int, request: object, method: str) -> GRPCError:
     with pytest.raises(GRPCError) as info:
         if method == "sync":
             async def pull() -> None:
-                channel = Channel("127.0.0.1", port)
+                channel = Channel("127.0.0.1", port, ssl=node_ssl())
                 try:
                     async for _ in PeerStub(channel).sync(request, timeout=SLOW_CALL):
                         pass

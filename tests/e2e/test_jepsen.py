@@ -31,7 +31,7 @@ from peer.gen.auction.v1 import PeerStub, SignedEvent
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc
 from tests.e2e.test_storage_full import _fill, _small_tmpfs
-from tests.support import running_grapes
+from tests.support import node_ssl, running_grapes
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,8 @@ class DirectBidder(threading.Thread):
     async def _main(self) -> None:
         while not self.stop.is_set():
             port = self.seller.ready.get("port")
-            channel = Channel("127.0.0.1", int(port), codec=LimitedCodec()) if port else None
+            channel = Channel("127.0.0.1", int(port), codec=LimitedCodec(),
+                              ssl=node_ssl()) if port else None
             try:
                 for _ in range(20):
                     if self.stop.is_set() or channel is None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from peer.core.wire import varint
 from tests.e2e.harness import NodeProc, nodes
-from tests.support import running_grapes
+from tests.support import node_ssl, running_grapes
 
 # Every Peer rpc and how it is called.
 RPCS: dict[str, Cardinality] = {
@@ -54,7 +54,7 @@ class RawPeer:
 
     @staticmethod
     async def _open(port: int) -> Channel:
-        return Channel("127.0.0.1", port, codec=RawCodec())
+        return Channel("127.0.0.1", port, codec=RawCodec(), ssl=node_ssl())
 
     def status(self, rpc: str, body: bytes) -> Status:
         return self.loop.run_until_complete(self._status(rpc, body))

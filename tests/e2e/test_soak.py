@@ -29,7 +29,7 @@ from peer.gen.auction.v1 import ControlStub, PeerStub, StatusRequest, SyncReques
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc, child_env, nodes
 from tests.h2_attacker import MiB, declare_huge, rss_bytes
-from tests.support import ROOT
+from tests.support import ROOT, node_ssl
 
 SOAK_SECONDS = 30.0
 RSS_BOUND = 50 * MiB
@@ -142,7 +142,8 @@ class _channel:  # used as `async with _channel(port)`
         self.port = port
 
     async def __aenter__(self) -> Channel:
-        self.channel = Channel("127.0.0.1", self.port, codec=LimitedCodec())
+        self.channel = Channel("127.0.0.1", self.port, codec=LimitedCodec(),
+                               ssl=node_ssl())
         return self.channel
 
     async def __aexit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ import pytest
 from peer.net.h2_guard import TransportLimits
 from tests.e2e.harness import nodes
 from tests.h2_attacker import MiB, declare_huge, rss_bytes
-from tests.support import running_grapes
+from tests.support import node_tls, running_grapes
 
 LIMITS = TransportLimits()
 
@@ -30,12 +30,12 @@ def test_a_declared_huge_message_is_refused_before_its_body(
         port = int(node.ready["port"])
         assert node.cli("open", "Pic#1", "75").code == 0
         # Warm the same code paths once, so what is measured is what the attack adds.
-        declare_huge(port, declared=LIMITS.max_message_bytes + 1)
+        declare_huge(port, declared=LIMITS.max_message_bytes + 1, tls=node_tls())
         before = rss_bytes(node.proc.pid)
 
         for path in ("/auction.v1.Peer/Push", "/auction.v1.Peer/PushStream",
                      "/auction.v1.Peer/PlaceBid", "/auction.v1.Peer/Sync"):
-            result = declare_huge(port, path=path)
+            result = declare_huge(port, path=path, tls=node_tls())
             assert result.grpc_status == "8", result  # RESOURCE_EXHAUSTED
             assert result.reset
             # No window was handed back for the body: the sender got at most the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 import trio
 from grpclib import GRPCError
 from grpclib.client import Channel
@@ -15,20 +16,23 @@ from hypothesis import strategies as st
 import localgrape
 from peer.cli.output import Output
 from peer.config import NodeConfig
-from peer.core.handshake import new_challenge, sign_caller, verify_callee
+from peer.core.handshake import HandshakeError, new_challenge, sign_caller, verify_callee
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import HelloReply, HelloRequest, PeerStub, ProveRequest
 from peer.net import aio
+from peer.net.h2_guard import GuardedChannel
+from peer.net.tls import client_context
 from peer.node import Node
+from peer.storage import tls_cert
 
 ALICE = Identity.from_seed(b"\x0a" * 32, "Alice")
 
 
-async def _with_node(tmp_path: Path, body: object) -> None:
+async def _with_node(tmp_path: Path, body: object, *, tls: bool = False) -> None:
     async with trio.open_nursery() as nursery:
         grape = await nursery.start(localgrape.serve, localgrape.GrapeConfig())
         node = Node(NodeConfig(name="Client#1", data_dir=tmp_path / "c1",
-                               grape_urls=(grape.url,)),
+                               grape_urls=(grape.url,), tls=tls),
                     Output(json_lines=True, stream=io.StringIO()))
         info = await nursery.start(node.run)
         async with aio.open_loop() as loop:
@@ -38,7 +42,8 @@ async def _with_node(tmp_path: Path, body: object) -> None:
             async def call(method: str, request: object) -> object:
                 async def on_asyncio() -> object:
                     if not channels:
-                        channels.append(Channel("127.0.0.1", info.port))
+                        channels.append(GuardedChannel(
+                            "127.0.0.1", info.port, ssl=client_context() if tls else None))
                     return await getattr(PeerStub(channels[0]), method)(request, timeout=5)
                 return await bridge.to_trio(on_asyncio)
 
@@ -58,7 +63,9 @@ async def _status(call: object, method: str, request: object) -> Status | None:
     return None
 
 
-async def test_a_node_proves_its_id_for_its_own_address_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_a_node_proves_its_id_for_its_own_address_only(tmp_path: Path, tls: bool
+                                                              ) -> None:
     async def body(call: object, info: object) -> None:
         port = info.port  # type: ignore[attr-defined]
         node_id = info.node_id  # type: ignore[attr-defined]
@@ -67,11 +74,27 @@ async def test_a_node_proves_its_id_for_its_own_address_only(tmp_path: Path) -> 
         reply = await call("hello", HelloRequest(  # type: ignore[operator]
             node_id=ALICE.node_id, challenge=na, address=address))
         assert isinstance(reply, HelloReply) and reply.node_id == node_id
-        verify_callee(na, ALICE.node_id, address, node_id, reply.challenge, reply.proof)
+        # Over TLS the proof covers the certificate this connection saw, and nothing
+        # else: a proof checked as if the connection were plain fails.
+        binding = tls_cert.load_or_create(tmp_path / "c1").binding if tls else b""
+        verify_callee(na, ALICE.node_id, address, node_id, reply.challenge, reply.proof,
+                      binding)
+        with pytest.raises(HandshakeError):
+            verify_callee(na, ALICE.node_id, address, node_id, reply.challenge, reply.proof,
+                          b"" if tls else b"\x00" * 32)
 
         # Our answer is taken once; the same Prove again, or a wrong one, is refused.
+        if tls:  # a Prove over the certificate it did not sign is refused too
+            unbound = ProveRequest(node_id=ALICE.node_id, challenge=reply.challenge,
+                                   proof=sign_caller(ALICE, na, node_id, reply.challenge,
+                                                     address))
+            assert await _status(call, "prove", unbound) == Status.INVALID_ARGUMENT
+            na = new_challenge()
+            reply = await call("hello", HelloRequest(  # type: ignore[operator]
+                node_id=ALICE.node_id, challenge=na, address=address))
         prove = ProveRequest(node_id=ALICE.node_id, challenge=reply.challenge,
-                             proof=sign_caller(ALICE, na, node_id, reply.challenge, address))
+                             proof=sign_caller(ALICE, na, node_id, reply.challenge, address,
+                                               binding))
         assert await _status(call, "prove", prove) is None
         assert await _status(call, "prove", prove) == Status.INVALID_ARGUMENT
         wrong = ProveRequest(node_id=ALICE.node_id, challenge=reply.challenge,
@@ -87,7 +110,7 @@ async def test_a_node_proves_its_id_for_its_own_address_only(tmp_path: Path) -> 
         plain = await call("hello", HelloRequest(node_id=ALICE.node_id))  # type: ignore[operator]
         assert isinstance(plain, HelloReply) and plain.proof == b""
 
-    await _with_node(tmp_path, body)
+    await _with_node(tmp_path, body, tls=tls)
 
 
 async def test_malformed_handshakes_are_refused_and_the_node_goes_on(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -42,8 +43,10 @@ from peer.net.codec import LimitedCodec
 from peer.net.mesh import DOWN, DUPLICATE, UP, Mesh
 from peer.net.rpc import PeerService
 from peer.net.server import Server
+from peer.net.tls import server_context
 from peer.node import Node
-from tests.support import wait_mesh
+from peer.storage import tls_cert
+from tests.support import node_ssl, node_tls, wait_mesh
 
 
 class Impostor:
@@ -63,7 +66,8 @@ class Impostor:
         self.relayed = 0
         self.bids = 0
 
-    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply:
+    async def on_hello(self, request: HelloRequest, reached_at: object,
+                       binding: bytes = b"") -> HelloReply:
         self.hellos += 1
         reply = HelloReply(node_id=self.victim_id, name=self.victim_name,
                            challenge=os.urandom(32), proof=os.urandom(64))
@@ -100,8 +104,13 @@ async def run_impostor(impostor: Impostor, grape_url: str, *,
                        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``impostor`` on a free port, announce it in Grape; runs until cancelled."""
     host, _, port = impostor.victim_address.rpartition(":")
+    # As the nodes do (TLS by default), with a certificate of its own: it has no other.
+    with tempfile.TemporaryDirectory(prefix="impostor-") as cert_dir:
+        certificate = tls_cert.load_or_create(Path(cert_dir))
+        context = server_context(certificate) if node_tls() else None  # loaded: in memory
     async with aio.open_loop() as loop:
-        server = Server([PeerService(impostor)], codec=LimitedCodec())
+        server = Server([PeerService(impostor, binding=certificate.binding)],
+                        codec=LimitedCodec(), ssl=context)
         bridge = aio.Bridge(loop)
         stubs: list[PeerStub] = []
 
@@ -109,7 +118,7 @@ async def run_impostor(impostor: Impostor, grape_url: str, *,
             async def call() -> HelloReply:
                 if not stubs:
                     from grpclib.client import Channel
-                    stubs.append(PeerStub(Channel(host, int(port))))
+                    stubs.append(PeerStub(Channel(host, int(port), ssl=node_ssl())))
                 return await stubs[0].hello(request, timeout=2.0)
             return await bridge.to_trio(call)
 

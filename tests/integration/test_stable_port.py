@@ -42,6 +42,9 @@ async def test_picked_port_is_reused_and_a_taken_one_replaced(
 
     # Someone else took the port meanwhile: a new one, a log line saying so.
     with socket.socket() as squatter:
+        # As the node binds: a TLS connection's shutdown may leave the port's side of
+        # it in TIME_WAIT, which only a listener without SO_REUSEADDR is stopped by.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("", first.port))  # every interface: taken for any --host
         squatter.listen()
         third = await _start_stop(config)

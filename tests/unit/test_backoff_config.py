@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from peer.config import NodeConfig, with_env_overrides
+from peer.cli.commands import build_parser
+from peer.config import DEFAULT_TLS, TLS_ENV, NodeConfig, with_env_overrides
 from peer.net.backoff import Backoff
 
 
@@ -65,3 +66,28 @@ def test_env_overrides_reject_bad_limits(raw: str) -> None:
     base = NodeConfig(name="n", data_dir=Path("/tmp/x"))
     with pytest.raises(ValueError, match="AUCTION_PEER_MAX_ADDRESSES"):
         with_env_overrides(base, {"AUCTION_PEER_MAX_ADDRESSES": raw})
+
+
+@pytest.mark.parametrize(("flag", "env", "expected"), [
+    (None, None, DEFAULT_TLS),
+    (None, "0", False), (None, "off", False), (None, "1", True), (None, " Yes ", True),
+    (True, "0", True),  # --tls wins over the variable
+    (False, "1", False),  # --no-tls too
+])
+def test_tls_is_the_flag_else_the_variable_else_the_default(
+        flag: bool | None, env: str | None, expected: bool) -> None:
+    base = NodeConfig(name="A", data_dir=Path("/tmp/x"), tls=flag)
+    cfg = with_env_overrides(base, {} if env is None else {TLS_ENV: env})
+    assert cfg.use_tls is expected
+
+
+def test_a_tls_setting_that_is_no_yes_or_no_is_an_error() -> None:
+    with pytest.raises(ValueError, match=TLS_ENV):
+        with_env_overrides(NodeConfig(name="A", data_dir=Path("/tmp/x")), {TLS_ENV: "maybe"})
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], None), (["--tls"], True),
+                                                (["--no-tls"], False)])
+def test_serve_takes_tls_and_no_tls(argv: list[str], expected: bool | None) -> None:
+    args = build_parser().parse_args(["serve", "--name", "A", *argv])
+    assert args.tls is expected

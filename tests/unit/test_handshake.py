@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peer.core.handshake import (
+    CALLEE_CONTEXT,
     CHALLENGE_BYTES,
+    TLS_CALLEE_CONTEXT,
     Challenges,
     HandshakeError,
     callee_message,
@@ -190,6 +192,53 @@ def test_a_callee_accepts_no_prove_but_the_answer_to_its_challenge(data: st.Data
     # The other session's own complete answer is a real answer too (to its challenge).
     assert accepted == any(all(sent[n] == getattr(session, n) for n in sent)
                            for session in (t, other))
+
+
+# ---------------------------------------------------------------- the TLS certificate binding
+
+CERT_A = bytes(range(32))  # sha256 of the real callee's certificate
+BINDINGS = st.one_of(st.just(b""), st.just(CERT_A), st.binary(min_size=32, max_size=32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(signed=BINDINGS, seen=BINDINGS)
+def test_a_proof_passes_only_over_the_certificate_the_caller_saw(signed: bytes,
+                                                                 seen: bytes) -> None:
+    """The callee signs the hash of the certificate it served (or none, plain); the
+    caller checks against the one its connection was shown. A man in the middle's
+    certificate, a plain proof taken for a TLS one or the reverse: all refused."""
+    table = Challenges()
+    na = bytes(range(32, 64))
+    nb, proof = table.issue(BOB, ALICE.node_id, na, ADDRESS, now=0.0, binding=signed)
+    try:
+        verify_callee(na, ALICE.node_id, ADDRESS, BOB.node_id, nb, proof, seen)
+        accepted = True
+    except HandshakeError:
+        accepted = False
+    assert accepted == (signed == seen)
+    # The caller's answer is checked against what the callee served, the same way.
+    pending = table.take(nb, now=1.0)
+    answer = sign_caller(ALICE, na, BOB.node_id, nb, ADDRESS, seen)
+    try:
+        verify_caller(pending, BOB.node_id, ALICE.node_id, answer)
+        answered = True
+    except HandshakeError:
+        answered = False
+    assert answered == (signed == seen)
+
+
+def test_bound_and_plain_transcripts_never_share_bytes() -> None:
+    # Under their own context strings: a TLS transcript is never a plain one with a
+    # longer address, nor the other way round.
+    plain = callee_message(b"\x01" * 32, ALICE.node_id, BOB.node_id, b"\x02" * 32, ADDRESS)
+    bound = callee_message(b"\x01" * 32, ALICE.node_id, BOB.node_id, b"\x02" * 32, ADDRESS,
+                           CERT_A)
+    assert plain[:len(CALLEE_CONTEXT)] == CALLEE_CONTEXT
+    assert bound[:len(TLS_CALLEE_CONTEXT)] == TLS_CALLEE_CONTEXT
+    assert not bound.startswith(CALLEE_CONTEXT) and not plain.startswith(TLS_CALLEE_CONTEXT)
+    with pytest.raises(HandshakeError):
+        callee_message(b"\x01" * 32, ALICE.node_id, BOB.node_id, b"\x02" * 32, ADDRESS,
+                       b"\x00" * 31)
 
 
 # ---------------------------------------------------------------- the callee's address check
