@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 import httpx
 import pytest
 import trio
+from grpclib.client import Channel
 
 from devsupport.grape import grape_answers, grape_bin
 from devsupport.ports import free_port, free_tcp_udp_port
@@ -61,6 +62,21 @@ def node_tls() -> bool:
 def node_ssl() -> ssl.SSLContext | None:
     """The ``ssl`` argument for a grpclib ``Channel`` to a node's public port."""
     return client_context() if node_tls() else None
+
+
+def close_now(channel: Channel) -> None:
+    """Close a grpclib channel to a node, and its socket at once.
+
+    Over TLS, ``Channel.close`` starts a graceful TLS shutdown that needs the loop a
+    while longer; a test's ``asyncio.run`` ends first and leaves the socket behind
+    (a ResourceWarning). A test client needs no graceful end: abort the transport.
+    """
+    # Taken first: grpclib's close drops its reference to the transport.
+    protocol = getattr(channel, "_protocol", None)
+    transport = getattr(getattr(protocol, "connection", None), "_transport", None)
+    channel.close()
+    if transport is not None:
+        transport.abort()
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:

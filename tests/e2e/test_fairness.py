@@ -21,7 +21,7 @@ from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import nodes
-from tests.support import node_ssl, running_grapes
+from tests.support import close_now, node_ssl, running_grapes
 
 RATE = 20  # bids/s per connection for this test (the default is 500)
 FLOOD_SECONDS = 4.0
@@ -57,7 +57,7 @@ async def _flood(port: int, key: AuctionKey, stop: float) -> tuple[int, int, int
     try:
         await asyncio.gather(*(worker() for _ in range(60)))
     finally:
-        channel.close()
+        close_now(channel)
     return answered, refused, cut
 
 
@@ -77,7 +77,7 @@ async def _honest(port: int, key: AuctionKey, stop: float) -> list[float]:
             amount += 1
             await asyncio.sleep(0.2)
     finally:
-        channel.close()
+        close_now(channel)
     return latencies
 
 

@@ -37,7 +37,7 @@ from peer.gen.auction.v1 import (
 from peer.net.rpc import MAX_EVENTS_PER_PUSH, MAX_HEADS
 from peer.storage import key_file, paths
 from tests.e2e.harness import nodes
-from tests.support import node_ssl, running_grapes
+from tests.support import close_now, node_ssl, running_grapes
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def _grpc(port: int, request: object, method: str, timeout: float = 10.0) -> obj
                 return [reply async for reply in call(request, timeout=timeout)]
             return await call(request, timeout=timeout)
         finally:
-            channel.close()
+            close_now(channel)
 
     return asyncio.run(main())
 
@@ -148,7 +148,7 @@ def test_sync_with_unknown_heads_streams_everything(tmp_path: Path, one_grape: s
                     got.extend(page.events)
                 return got
             finally:
-                channel.close()
+                close_now(channel)
 
         events = asyncio.run(pull())
         assert [Event.parse(e.event).seq for e in events] == [1, 2, 3]
@@ -168,7 +168,7 @@ def _error_of(port: int, request: object, method: str) -> GRPCError:
                     async for _ in PeerStub(channel).sync(request, timeout=SLOW_CALL):
                         pass
                 finally:
-                    channel.close()
+                    close_now(channel)
 
             asyncio.run(pull())
         else:

@@ -31,7 +31,7 @@ from peer.gen.auction.v1 import PeerStub, SignedEvent
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc
 from tests.e2e.test_storage_full import _fill, _small_tmpfs
-from tests.support import node_ssl, running_grapes
+from tests.support import close_now, node_ssl, running_grapes
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ class DirectBidder(threading.Thread):
                     await self._one(PeerStub(channel))
             finally:
                 if channel is not None:
-                    channel.close()
+                    close_now(channel)
             await asyncio.sleep(0.01)
 
     async def _one(self, stub: PeerStub) -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from peer.core.wire import varint
 from tests.e2e.harness import NodeProc, nodes
-from tests.support import node_ssl, running_grapes
+from tests.support import close_now, node_ssl, running_grapes
 
 # Every Peer rpc and how it is called.
 RPCS: dict[str, Cardinality] = {
@@ -75,7 +75,7 @@ class RawPeer:
                 pass
 
     def close(self) -> None:
-        self.channel.close()
+        close_now(self.channel)
         self.loop.close()
 
 

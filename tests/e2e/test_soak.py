@@ -29,7 +29,7 @@ from peer.gen.auction.v1 import ControlStub, PeerStub, StatusRequest, SyncReques
 from peer.net.codec import LimitedCodec
 from tests.e2e.harness import NodeProc, child_env, nodes
 from tests.h2_attacker import MiB, declare_huge, rss_bytes
-from tests.support import ROOT, node_ssl
+from tests.support import ROOT, close_now, node_ssl, node_tls
 
 SOAK_SECONDS = 30.0
 RSS_BOUND = 50 * MiB
@@ -70,7 +70,7 @@ class Soak:
     def declare_huge_forever(self) -> None:
         while time.monotonic() < self.stop:
             try:
-                result = declare_huge(self.port, max_send=64 * MiB, timeout=10)
+                result = declare_huge(self.port, max_send=64 * MiB, timeout=10, tls=node_tls())
             except OSError:  # reset by the node (connection caps): try again
                 self.huge_errors += 1
                 continue
@@ -134,7 +134,7 @@ class Soak:
                 self.status_latencies.append(time.monotonic() - started)
                 await asyncio.sleep(0.5)
         finally:
-            channel.close()
+            close_now(channel)
 
 
 class _channel:  # used as `async with _channel(port)`
@@ -147,7 +147,7 @@ class _channel:  # used as `async with _channel(port)`
         return self.channel
 
     async def __aexit__(self, *exc: object) -> None:
-        self.channel.close()
+        close_now(self.channel)
 
 
 def test_hostile_clients_beside_honest_bids(tmp_path: Path, address_grape: str) -> None:
@@ -155,7 +155,7 @@ def test_hostile_clients_beside_honest_bids(tmp_path: Path, address_grape: str) 
         assert seller.cli("open", "Pic#1", "75").code == 0
         assert seller.proc is not None
         # Warm up every path once (lookups have started filling the address set).
-        declare_huge(int(seller.ready["port"]), max_send=MiB)
+        declare_huge(int(seller.ready["port"]), max_send=MiB, tls=node_tls())
         time.sleep(2)
         idle = rss_bytes(seller.proc.pid)
 
