@@ -64,7 +64,8 @@ class BaselineNode:
         self.reply = sample_reply()
         self.calls = 0
 
-    async def on_hello(self, request: HelloRequest, reached_at: object) -> HelloReply:
+    async def on_hello(self, request: HelloRequest, reached_at: object,
+                       binding: bytes = b"") -> HelloReply:
         return HelloReply()
 
     async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply:

@@ -37,6 +37,7 @@ import httpx
 from devsupport.grape import NPM_GRAPE, grape_answers
 from devsupport.ports import free_port, free_tcp_udp_port
 from peer.cli.control_client import call
+from peer.config import NodeConfig, with_env_overrides
 from peer.gen.auction.v1 import ControlStub, StatusReply, StatusRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,14 @@ FAST_ENV = {
     "AUCTION_PEER_ANTI_ENTROPY_INTERVAL": "3.0",
 }
 READY_TIMEOUT = 120.0
+
+
+def node_tls(env: dict[str, str] | None = None) -> bool:
+    """Whether nodes spawned with ``env`` (over this process's environment) serve TLS:
+    what a client that calls their public port must speak."""
+    config = with_env_overrides(NodeConfig(name="x", data_dir=Path()),
+                                {**os.environ, **(env or {})})
+    return config.use_tls
 
 
 def percentiles(values: Sequence[float], scale: float = 1000.0) -> dict[str, float | int]:

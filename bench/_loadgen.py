@@ -12,7 +12,8 @@ one per worker), ``mode`` ("closed": as fast as answers come, for ``duration``
 seconds after ``warmup_calls`` per worker; "paced": ``count`` bids in total at
 ``rate`` per second, spread round-robin over the workers), ``start_at`` (optional
 ``time.monotonic()`` value to start the measured window at, to line up several
-generators), ``first_amount``.
+generators), ``first_amount``, ``tls`` (call over TLS; default: as nodes started
+with this environment serve, ``bench._harness.node_tls``).
 
 Prints one JSON line: ``ok`` (accepted inside the window), ``ok_total`` (all accepted,
 warm-up and stragglers included), ``rejected`` (code -> count), ``errors``,
@@ -30,13 +31,14 @@ from typing import Any
 import trio
 from grpclib.client import Channel
 
-from bench._harness import percentiles
+from bench._harness import node_tls, percentiles
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
 from peer.gen.auction.v1 import PeerStub, PlaceBidReply, SignedBid
 from peer.net import aio
 from peer.net.codec import LimitedCodec
+from peer.net.tls import client_context
 
 CALL_TIMEOUT = 10.0
 MAX_RUN_S = 120.0  # a hard bound on any one generator
@@ -71,12 +73,14 @@ async def main(args: dict[str, Any]) -> dict[str, Any]:
     keys = [AuctionKey(bytes.fromhex(a), int(s)) for a, s in args["auctions"]]
     workers = [Worker(i, k, int(args.get("first_amount", 1))) for i, k in enumerate(keys)]
     mode = args.get("mode", "closed")
+    tls = bool(args.get("tls", node_tls()))
     result = Result()
     async with aio.open_loop() as loop:
         bridge = aio.Bridge(loop)
 
         async def make_channel() -> Channel:
-            return Channel(host, int(port), codec=LimitedCodec())
+            return Channel(host, int(port), codec=LimitedCodec(),
+                           ssl=client_context() if tls else None)
 
         channel = await bridge.to_trio(make_channel)
         stub = PeerStub(channel)

@@ -106,10 +106,10 @@ def _processes(concurrency: int) -> int:
 
 
 def _closed_load(target: str, auctions: Sequence[tuple[str, int]], first_amount: int,
-                 seconds: float) -> dict[str, Any]:
+                 seconds: float, **extra: Any) -> dict[str, Any]:
     outs = run_helpers("_loadgen", _loadgen_args(
         target, auctions, _processes(len(auctions)), mode="closed", duration=seconds,
-        first_amount=first_amount))
+        first_amount=first_amount, **extra))
     ok = sum(int(o["ok"]) for o in outs)
     window = max(float(o["window_s"]) for o in outs)
     p50 = max(float(o["latency"]["p50_ms"]) for o in outs)
@@ -133,7 +133,7 @@ def baseline_rates(concurrency: Sequence[int], seconds: float) -> dict[int, dict
         fake = [(("ab" * 32), i + 1) for i in range(max(concurrency))]
         out = {}
         for c in concurrency:
-            out[c] = {**_closed_load(target, fake[:c], 1_000_000 * c, seconds),
+            out[c] = {**_closed_load(target, fake[:c], 1_000_000 * c, seconds, tls=False),
                       "reply_bytes": hello["reply_bytes"]}
             log(f"baseline c={c}: {out[c]['per_s']}/s")
         return out
@@ -180,7 +180,7 @@ def throughput(networks: Sequence[int] = NETWORKS, concurrency: Sequence[int] = 
 
 
 def measure_propagation(cluster: Cluster, nodes: Sequence[NodeProc], rate: float,
-                        seconds: float, workers: int) -> dict[str, Any]:
+                        seconds: float, workers: int, **extra: Any) -> dict[str, Any]:
     """Paced bids on ``nodes[0]``; latency until every other node printed each bid."""
     seller, others = nodes[0], nodes[1:]
     auctions = open_auctions(seller, workers)
@@ -188,7 +188,7 @@ def measure_propagation(cluster: Cluster, nodes: Sequence[NodeProc], rate: float
     mark = cluster.reader.count()
     count = int(rate * seconds)
     args = _loadgen_args(seller.address, auctions, 1, mode="paced", rate=rate, count=count,
-                         first_amount=1)
+                         first_amount=1, **extra)
     cpu_before = nodes_cpu_s(nodes)
     outs = run_helpers("_loadgen", args)
     cluster.wait_heads(others, seller.node_id, seller_head(seller))

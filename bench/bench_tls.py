@@ -1,148 +1,161 @@
-"""What TLS on the public port would cost: the same calls, plain and over TLS 1.3.
+"""What TLS costs a node: the same load on nodes started with and without it.
 
-``python -m bench.bench_tls`` prints one JSON object. A do-nothing server
-(``bench._tls_server``, its own process) answers, and this process calls it; both run
-grpclib under trio-asyncio, as a node does:
+``python -m bench.bench_tls`` prints one JSON object. Every case runs on real nodes
+(``python -m peer serve`` processes, ``AUCTION_PEER_TLS=0`` or ``1``), alternating
+plain and TLS ``BENCH_TLS_ROUNDS`` times (default 2) so that a machine whose load
+drifts during the run weighs on both alike:
 
-- ``bid``: ``PlaceBid`` one call in flight (the bid path), with a reply the size of a
-  real Accept: round trip and the server's CPU per call;
-- ``bids_16``: 16 calls in flight: calls per second;
-- ``sync``: one ``Sync`` stream of 50,000 Accept-sized events: events per second and
-  the server's CPU per event;
-- ``connect``: a new connection and its first call (the TLS handshake is paid here).
+- ``bid``: 3 nodes, ``RATE`` paced bids a second on the seller for ``SECONDS``
+  (``bench._loadgen``, one connection, over TLS when the nodes are): the seller's
+  CPU per bid, all three nodes' CPU per bid (the seller's pushes to its two peers
+  are TLS too), and the time until every peer printed the bid (p50, p99);
+- ``sync``: a node joins one peer holding ``EVENTS`` events: events per second
+  (start to ready), the CPU the source spends per event it sends and the CPU the
+  joiner spends per event (its start included);
+- ``connect``: ``CONNECTS`` fresh connections to a node, each with a Hello (what a
+  probe costs: TCP, the TLS handshake with its certificate, the node's signature):
+  milliseconds each, and the node's CPU each.
 
-The certificate is a self-signed ECDSA P-256 one made by the ``openssl`` command (the
-benchmark is skipped without it). Binding it to a node's Ed25519 key the way libp2p
-does (an extension holding the node key's signature over the certificate's key)
-would add one Ed25519 signature at start and one verification per connection
-(about 60 us): nothing per call. ``ratio`` divides TLS by plain, same run.
+``ratio`` divides TLS by plain (means over the rounds); CPU figures are the ones to
+trust on a shared machine, since they hardly move with other load.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import ssl
-import subprocess
-import tempfile
+import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import trio
-from grpclib.client import Channel
 
-from bench._baseline_server import sample_reply
-from bench._harness import PYTHON, ROOT, log, process_cpu_s, read_json_line, stop_process
-from bench._tls_server import PAGE_EVENTS, SYNC_PAGES
-from peer.gen.auction.v1 import PeerStub, SignedBid, SyncRequest
+from bench import bench_network, bench_sync
+from bench._harness import Cluster, log, process_cpu_s
+from peer.core.identity import Identity
+from peer.gen.auction.v1 import Head
 from peer.net import aio
-from peer.net.codec import LimitedCodec
+from peer.net.mesh import Mesh, PeerLink
 
-BIDS = 2000
-CONCURRENT = 16
-CONCURRENT_BIDS = 4000
-CONNECTS = 100
-
-
-def _make_certificate(directory: Path) -> tuple[str, str]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=node",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
+RATE = 100.0
+SECONDS = 8.0
+WORKERS = 4
+EVENTS = 50_000
+CONNECTS = 50
+SYNC_TIMEOUT = 300.0
 
 
-def _client_context() -> ssl.SSLContext:
-    # No CA: a node's certificate would be checked against the node id it is bound to.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    return context
+def _env(tls: bool) -> dict[str, str]:
+    return {"AUCTION_PEER_TLS": "1" if tls else "0"}
 
 
-def _channel(port: int, tls: bool) -> Channel:
-    return Channel("127.0.0.1", port, codec=LimitedCodec(),
-                   ssl=_client_context() if tls else None)
+def _bid(tls: bool) -> dict[str, Any]:
+    with Cluster("bench-tls-bid-") as cluster:
+        nodes = cluster.start_nodes(3, "Node", env=_env(tls))
+        cluster.wait_mesh(nodes)
+        seller_cpu = process_cpu_s(nodes[0].proc.pid)
+        result = bench_network.measure_propagation(cluster, nodes, RATE, SECONDS, WORKERS,
+                                                   tls=tls)
+        seller_cpu = process_cpu_s(nodes[0].proc.pid) - seller_cpu
+    bids = max(int(result["bids"]), 1)
+    # seller_cpu also holds the warm-up bids and opening the auctions: a few out of
+    # hundreds, the same in both modes.
+    return {"bids": result["bids"],
+            "seller_cpu_ms_per_bid": round(seller_cpu * 1000 / bids, 3),
+            "cluster_cpu_ms_per_bid": result["cluster_cpu_ms_per_bid"],
+            "every_peer_p50_ms": result["every_peer"]["p50_ms"],
+            "every_peer_p99_ms": result["every_peer"]["p99_ms"],
+            "bid_call_p50_ms": result["bid_call"]["p50_ms"]}
 
 
-async def _measure(port: int, pid: int, tls: bool) -> dict[str, float]:
-    bid = SignedBid(bid=b"\x01" * 120, signature=b"\x02" * 64)
-    channel = _channel(port, tls)
-    stub = PeerStub(channel)
-    try:
-        for _ in range(100):  # warm up: connection, codecs
-            await stub.place_bid(bid)
-        cpu, started = process_cpu_s(pid), time.perf_counter()
-        for _ in range(BIDS):
-            await stub.place_bid(bid)
-        elapsed, cpu = time.perf_counter() - started, process_cpu_s(pid) - cpu
-        result = {"bid_round_trip_us": elapsed / BIDS * 1e6,
-                  "bid_server_cpu_us": cpu / BIDS * 1e6}
-
-        async def worker(count: int) -> None:
-            for _ in range(count):
-                await stub.place_bid(bid)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(CONCURRENT_BIDS // CONCURRENT)
-                               for _ in range(CONCURRENT)))
-        result["bids_16_per_s"] = CONCURRENT_BIDS / (time.perf_counter() - started)
-
-        cpu, started, events = process_cpu_s(pid), time.perf_counter(), 0
-        async for page in stub.sync(SyncRequest()):
-            events += len(page.events)
-        elapsed, cpu = time.perf_counter() - started, process_cpu_s(pid) - cpu
-        assert events == SYNC_PAGES * PAGE_EVENTS
-        result["sync_events_per_s"] = events / elapsed
-        result["sync_server_cpu_us_per_event"] = cpu / events * 1e6
-    finally:
-        channel.close()
-
-    started = time.perf_counter()
-    for _ in range(CONNECTS):
-        fresh = _channel(port, tls)
-        try:
-            await PeerStub(fresh).place_bid(bid)
-        finally:
-            fresh.close()
-    result["connect_and_first_call_ms"] = (time.perf_counter() - started) / CONNECTS * 1e3
-    return result
+def _sync(tls: bool, source_dir: Path) -> dict[str, Any]:
+    with Cluster("bench-tls-sync-") as cluster:
+        target = cluster.root / "source"
+        bench_sync.copy_data_dir(source_dir, target)
+        source = cluster.spawn("Source#1", data_dir=target, env=_env(tls))
+        cluster.wait_ready([source], timeout=SYNC_TIMEOUT)
+        cpu = process_cpu_s(source.proc.pid)
+        joiner = cluster.spawn("Joiner#1", env=_env(tls))
+        cluster.wait_ready([joiner], timeout=SYNC_TIMEOUT)
+        cpu = process_cpu_s(source.proc.pid) - cpu
+        joiner_cpu = process_cpu_s(joiner.proc.pid)
+        elapsed = joiner.ready_at - joiner.spawned_at
+        events = int(joiner.ready["events"])
+    # The joiner's CPU includes its start (about 0.4 s, the same in both modes).
+    return {"events": events, "events_per_s": round(events / elapsed),
+            "source_cpu_us_per_event": round(cpu * 1e6 / max(events, 1), 2),
+            "joiner_cpu_us_per_event": round(joiner_cpu * 1e6 / max(events, 1), 2)}
 
 
-async def _under_trio(port: int, pid: int, tls: bool) -> dict[str, float]:
-    # The client as a node runs it: grpclib on a trio-asyncio loop.
+class _Hooks:
+    def heads(self) -> list[Head]:
+        return []
+
+    def peer_up(self, link: PeerLink) -> None:
+        pass
+
+    def peer_down(self, link: PeerLink, reason: str) -> None:
+        pass
+
+
+async def _connects(address: str, tls: bool) -> float:
     async with aio.open_loop() as loop:
-        return await aio.Bridge(loop).to_trio(_measure, port, pid, tls)
+        mesh = Mesh(Identity.generate("Prober"), "127.0.0.1:1", _Hooks(), aio.Bridge(loop),
+                    tls=tls)
+        await mesh.who_is_at(address)  # warm up
+        started = time.perf_counter()
+        for _ in range(CONNECTS):
+            await mesh.who_is_at(address)  # a new channel each time: connect + Hello
+        return time.perf_counter() - started
 
 
-def _one_mode(mode: str, cert: str, key: str) -> dict[str, float]:
-    proc = subprocess.Popen([PYTHON, "-m", "bench._tls_server", mode, cert, key], cwd=ROOT,
-                            stdout=subprocess.PIPE)
-    try:
-        port = int(read_json_line(proc)["port"])
-        return trio.run(_under_trio, port, proc.pid, mode == "tls")
-    finally:
-        stop_process(proc)
+def _connect(tls: bool) -> dict[str, Any]:
+    with Cluster("bench-tls-connect-") as cluster:
+        (node,) = cluster.start_nodes(1, "Node", env=_env(tls))
+        cpu = process_cpu_s(node.proc.pid)
+        elapsed = trio.run(_connects, f"127.0.0.1:{node.port}", tls)
+        cpu = process_cpu_s(node.proc.pid) - cpu
+    return {"connect_and_hello_ms": round(elapsed * 1000 / CONNECTS, 2),
+            "node_cpu_ms_per_connect": round(cpu * 1000 / CONNECTS, 2)}
 
 
-def run() -> dict[str, Any]:
-    if shutil.which("openssl") is None:
-        return {"skipped": "no openssl command to make a certificate"}
-    assert sample_reply().accepted is not None
-    with tempfile.TemporaryDirectory(prefix="bench-tls-") as tmp:
-        cert, key = _make_certificate(Path(tmp))
-        results: dict[str, Any] = {}
-        for mode in ("plain", "tls"):
-            log(f"bench_tls: {mode}")
-            results[mode] = _one_mode(mode, cert, key)
-    results["ratio"] = {name: results["tls"][name] / results["plain"][name]
-                        for name in results["plain"]}
-    return results
+def _means(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in rounds[0]:
+        values = [float(r[name]) for r in rounds]
+        out[name] = round(statistics.fmean(values), 3)
+        if len(values) > 1:
+            out[f"{name}_range"] = [min(values), max(values)]
+    return out
+
+
+def run(rounds: int | None = None) -> dict[str, Any]:
+    rounds = rounds or int(os.environ.get("BENCH_TLS_ROUNDS", "2"))
+    measured: dict[str, dict[bool, list[dict[str, Any]]]] = {
+        case: {False: [], True: []} for case in ("bid", "sync", "connect")}
+    with Cluster("bench-tls-prep-") as prep:
+        source = prep.root / "full"
+        bench_sync.fill_data_dir(source, list(bench_sync.workload(EVENTS)))
+        for index in range(rounds):
+            for tls in (False, True):
+                mode = "tls" if tls else "plain"
+                log(f"bench_tls round {index + 1}/{rounds}: {mode}")
+                results = {"bid": _bid(tls), "sync": _sync(tls, source),
+                           "connect": _connect(tls)}
+                for case, result in results.items():
+                    measured[case][tls].append(result)
+                    log(f"bench_tls {case} {mode}: {result}")
+    out: dict[str, Any] = {"rounds": rounds, "rate": RATE, "seconds": SECONDS,
+                           "events": EVENTS, "connects": CONNECTS}
+    for case, modes in measured.items():
+        plain, with_tls = _means(modes[False]), _means(modes[True])
+        out[case] = {"plain": plain, "tls": with_tls,
+                     "ratio": {name: round(with_tls[name] / plain[name], 3)
+                               for name in plain
+                               if not name.endswith("_range") and plain[name]}}
+        log(f"bench_tls {case}: {out[case]['ratio']}")
+    return out
 
 
 if __name__ == "__main__":
