@@ -87,7 +87,8 @@ def _floor(mode: str, events: list[SignedEvent]) -> dict[str, float]:
 
 def _node(events: list[SignedEvent]) -> dict[str, float]:
     with Cluster("bench-transport-") as cluster:
-        (node,) = cluster.start_nodes(1, "Receiver")
+        # Plain, as the do-nothing receivers: what TLS adds is bench_tls's figure.
+        (node,) = cluster.start_nodes(1, "Receiver", env={"AUCTION_PEER_TLS": "0"})
         result = asyncio.run(_push_each(node.port, node.proc.pid, events))
         if node.status().events != len(events):
             raise RuntimeError("the node did not apply every pushed event")
