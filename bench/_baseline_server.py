@@ -14,35 +14,19 @@ Prints ``{"port": N, "reply_bytes": M}`` once listening; serves until SIGTERM/SI
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from typing import Any
 
 import trio
 
+from devsupport.serving import QuietPeer, serving, until_terminated
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid, sign_event
-from peer.gen.auction.v1 import (
-    Accept,
-    Event,
-    HelloReply,
-    HelloRequest,
-    LeaveRequest,
-    PlaceBidReply,
-    ProveReply,
-    ProveRequest,
-    PushReply,
-    PushRequest,
-    SignedBid,
-    SyncReply,
-    SyncRequest,
-)
+from peer.gen.auction.v1 import Accept, Event, PlaceBidReply, SignedBid
 from peer.net import aio
-from peer.net.codec import LimitedCodec
 from peer.net.rpc import PeerService
-from peer.net.server import Server
 
 
 def sample_reply() -> PlaceBidReply:
@@ -57,49 +41,25 @@ def sample_reply() -> PlaceBidReply:
     return PlaceBidReply(accepted=sign_event(seller, event))
 
 
-class BaselineNode:
+class BaselineNode(QuietPeer):
     """Answers ``PlaceBid`` with a fixed reply; nothing else is used by the benchmark."""
 
     def __init__(self) -> None:
         self.reply = sample_reply()
         self.calls = 0
 
-    async def on_hello(self, request: HelloRequest, reached_at: object,
-                       binding: bytes = b"") -> HelloReply:
-        return HelloReply()
-
-    async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply:
-        return ProveReply()
-
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
         self.calls += 1
         return self.reply
 
-    async def on_push(self, request: PushRequest) -> PushReply:
-        return PushReply()
-
-    async def on_sync_page(self, request: SyncRequest, cursor: tuple[int, int] | None
-                           ) -> tuple[SyncReply, tuple[int, int] | None]:
-        return SyncReply(), None
-
-    async def on_leave(self, request: LeaveRequest) -> bool:
-        return False
-
 
 async def main(args: dict[str, Any]) -> None:
     node = BaselineNode()
-    async with aio.open_loop():
-        # grpclib's Server takes the running asyncio loop when it is created.
-        server = Server([PeerService(node)], codec=LimitedCodec())
-        await aio.start_server(server, host="127.0.0.1", port=int(args.get("port", 0)))
-        try:
-            print(json.dumps({"port": server.port, "reply_bytes": len(bytes(node.reply))}),
-                  flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    break
-        finally:
-            await aio.stop_server(server)
+    async with aio.open_loop(), serving([PeerService(node)], host="127.0.0.1",
+                                        port=int(args.get("port", 0))) as server:
+        print(json.dumps({"port": server.port, "reply_bytes": len(bytes(node.reply))}),
+              flush=True)
+        await until_terminated()
 
 
 if __name__ == "__main__":

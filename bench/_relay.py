@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import signal
 import sqlite3
 import sys
 import threading
@@ -35,6 +34,7 @@ import trio
 from grpclib.client import Channel
 
 from bench._baseline_server import sample_reply
+from devsupport.serving import serving, until_terminated
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.signed_events import make_signed_bid
@@ -52,7 +52,6 @@ from peer.gen.auction.v1 import (
 )
 from peer.net import aio
 from peer.net.codec import LimitedCodec
-from peer.net.server import Server
 
 
 class GroupCommit:
@@ -154,20 +153,15 @@ class Middle(ControlBase):  # type: ignore[misc]  # generated base
 async def main(args: dict[str, Any]) -> None:
     async with aio.open_loop():
         if args["role"] == "sink":
-            server = Server([Sink(GroupCommit(str(args["db"])))], codec=LimitedCodec())
-            await aio.start_server(server, host="127.0.0.1", port=0)
-            hello: dict[str, Any] = {"port": server.port}
+            service: Any = Sink(GroupCommit(str(args["db"])))
+            address: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
         else:
-            server = Server([Middle(str(args["sink"]))], codec=LimitedCodec())
-            await aio.start_server(server, path=str(args["socket"]))
-            hello = {"ready": True}
-        try:
-            print(json.dumps(hello), flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    break
-        finally:
-            await aio.stop_server(server)
+            service = Middle(str(args["sink"]))
+            address = {"path": str(args["socket"])}
+        async with serving([service], **address) as server:
+            ready = {"port": server.port} if args["role"] == "sink" else {"ready": True}
+            print(json.dumps(ready), flush=True)
+            await until_terminated()
 
 
 if __name__ == "__main__":

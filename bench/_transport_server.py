@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from bench._baseline_server import BaselineNode
+from devsupport.serving import serving
 from peer.gen.auction.v1 import PushReply, PushRequest
 from peer.net import aio
 from peer.net.codec import LimitedCodec
@@ -52,10 +53,9 @@ async def _under_trio(mode: str) -> None:
     node = BaselineNode()
     async with aio.open_loop():
         service = PeerService(node) if mode == "crossing" else AnswerAtOnce(node)
-        server = Server([service], codec=LimitedCodec())
-        await aio.start_server(server, host="127.0.0.1", port=0)
-        print(json.dumps({"port": server.port}), flush=True)
-        await trio.sleep_forever()
+        async with serving([service], host="127.0.0.1", port=0) as server:
+            print(json.dumps({"port": server.port}), flush=True)
+            await trio.sleep_forever()
 
 
 def main(mode: str) -> None:

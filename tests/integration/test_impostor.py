@@ -16,6 +16,7 @@ import trio
 
 import localgrape
 from devsupport.ports import free_port
+from devsupport.serving import QuietPeer, serving
 from grape_client import GrapeClient
 from peer.cli.output import Output
 from peer.config import NodeConfig
@@ -24,32 +25,23 @@ from peer.gen.auction.v1 import (
     BidRequest,
     HelloReply,
     HelloRequest,
-    LeaveRequest,
     OpenRequest,
     PeerStub,
     PlaceBidReply,
-    ProveReply,
-    ProveRequest,
-    PushReply,
-    PushRequest,
     RejectCode,
     Rejection,
     SignedBid,
-    SyncReply,
-    SyncRequest,
 )
 from peer.net import aio
-from peer.net.codec import LimitedCodec
 from peer.net.mesh import DOWN, DUPLICATE, UP, Mesh
 from peer.net.rpc import PeerService
-from peer.net.server import Server
 from peer.net.tls import server_context
 from peer.node import Node
 from peer.storage import tls_cert
 from tests.support import node_ssl, node_tls, wait_mesh
 
 
-class Impostor:
+class Impostor(QuietPeer):
     """Claims ``victim``'s id and name in Hello and refuses every bid.
 
     The strongest version a Grape announcer can run without the key: it relays each
@@ -81,23 +73,10 @@ class Impostor:
                 pass  # the seller is down: answer with a made-up proof
         return reply
 
-    async def on_prove(self, request: ProveRequest, remote: object) -> ProveReply:
-        return ProveReply()
-
     async def on_place_bid(self, bid: SignedBid) -> PlaceBidReply:
         self.bids += 1
         return PlaceBidReply(rejected=Rejection(code=RejectCode.BID_TOO_LOW, reason="censored"),
                              rejection_signature=os.urandom(64))
-
-    async def on_push(self, request: PushRequest) -> PushReply:
-        return PushReply()
-
-    async def on_sync_page(self, request: SyncRequest, cursor: tuple[int, int] | None
-                           ) -> tuple[SyncReply, tuple[int, int] | None]:
-        return SyncReply(), None
-
-    async def on_leave(self, request: LeaveRequest) -> bool:
-        return False
 
 
 async def run_impostor(impostor: Impostor, grape_url: str, *,
@@ -109,8 +88,6 @@ async def run_impostor(impostor: Impostor, grape_url: str, *,
         certificate = tls_cert.load_or_create(Path(cert_dir))
         context = server_context(certificate) if node_tls() else None  # loaded: in memory
     async with aio.open_loop() as loop:
-        server = Server([PeerService(impostor, binding=certificate.binding)],
-                        codec=LimitedCodec(), ssl=context)
         bridge = aio.Bridge(loop)
         stubs: list[PeerStub] = []
 
@@ -123,17 +100,16 @@ async def run_impostor(impostor: Impostor, grape_url: str, *,
             return await bridge.to_trio(call)
 
         impostor.relay = relay
-        await aio.start_server(server, host="127.0.0.1", port=0)
-        try:
-            async with GrapeClient(grape_url) as grape:
-                await grape.announce("auction", server.port)
-            task_status.started(f"127.0.0.1:{server.port}")
-            await trio.sleep_forever()
-        finally:
-            with trio.CancelScope(shield=True):
+        async with serving([PeerService(impostor, binding=certificate.binding)],
+                           ssl=context, host="127.0.0.1", port=0) as server:
+            try:
+                async with GrapeClient(grape_url) as grape:
+                    await grape.announce("auction", server.port)
+                task_status.started(f"127.0.0.1:{server.port}")
+                await trio.sleep_forever()
+            finally:
                 for stub in stubs:
                     stub.channel.close()
-                await aio.stop_server(server)
 
 
 def _config(tmp_path: Path, name: str, grape_url: str) -> NodeConfig:
