@@ -6,6 +6,7 @@ benchmarks; this module adds what needs pytest (skip, fail) and the test fakes.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import ssl
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +29,10 @@ from devsupport.ports import free_port, free_tcp_udp_port
 from peer.config import NodeConfig, with_env_overrides
 from peer.net.mesh import Mesh
 from peer.net.tls import client_context
+
+if TYPE_CHECKING:
+    from peer.core.identity import Identity
+    from peer.node import Node
 
 __all__ = [
     "BASE",
@@ -42,6 +47,7 @@ __all__ = [
     "grape_answers",
     "grape_bin",
     "grape_post",
+    "in_process_node",
     "require_grape",
     "running",
     "running_grapes",
@@ -95,6 +101,28 @@ async def wait_mesh(mesh: Mesh, predicate: Callable[[], bool], what: str) -> Non
             await mesh.wait_changed()
         return
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def in_process_node(data_dir: Path, identity: Identity, store: Any, mesh: Any, *,
+                    out: io.StringIO | None = None,
+                    wall_clock_ms: Callable[[], int] | None = None) -> Node:
+    """A Node as `serve` wires it, minus the network and the start-up: ready, named and
+    keyed as ``identity``, on ``store`` and ``mesh`` (fakes welcome), its reports as
+    JSON lines in ``out`` (a buffer of its own unless given)."""
+    from peer.cli.output import Output
+    from peer.config import NodeConfig
+    from peer.node import Node
+
+    clock: dict[str, Callable[[], int]] = {} if wall_clock_ms is None else {
+        "wall_clock_ms": wall_clock_ms}
+    node = Node(NodeConfig(name=identity.name, data_dir=data_dir),
+                Output(json_lines=True, stream=io.StringIO() if out is None else out),
+                **clock)
+    node.identity = identity
+    node.store = store
+    node.mesh = mesh
+    node._ready = True
+    return node
 
 
 def require_grape() -> str:

@@ -6,7 +6,6 @@ node, so the whole Control -> bidder -> seller path runs, minus the network.
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.cli.output import Output
 from peer.cli.render import auction_json, auction_lines, best_bid, bid_count, bid_lines
-from peer.config import NodeConfig
 from peer.core.identity import Identity
 from peer.gen.auction.v1 import (
     AuctionView,
@@ -32,6 +29,7 @@ from peer.gen.auction.v1 import (
 from peer.net.views import DEFAULT_BID_PAGE, MAX_BID_PAGE, bid_page
 from peer.node import Node
 from peer.storage.store import EventStore
+from tests.support import in_process_node
 
 SELLER = Identity.from_seed(b"\x81" * 32, "Seller")
 BIDDER = Identity.from_seed(b"\x82" * 32, "Bidder")
@@ -57,13 +55,8 @@ class _Direct:
 
 def _node(path: Path, identity: Identity, seller: Node | None) -> Node:
     path.mkdir()
-    node = Node(NodeConfig(name=identity.name, data_dir=path),
-                Output(json_lines=True, stream=io.StringIO()))
-    node.identity = identity
-    node.store = EventStore.open(path / "events.sqlite3")
-    node.mesh = _Direct(seller)  # type: ignore[assignment]
-    node._ready = True
-    return node
+    return in_process_node(path, identity, EventStore.open(path / "events.sqlite3"),
+                           _Direct(seller))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ disk, and everything the node acknowledged (a reply, a push answered) is on disk
 
 from __future__ import annotations
 
-import io
 import tempfile
 import threading
 from contextlib import closing
@@ -24,8 +23,6 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peer.cli.output import Output
-from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.ledger import Ledger
@@ -43,6 +40,7 @@ from peer.node import Node
 from peer.storage.rows import StoredEvent
 from peer.storage.store import EventStore
 from peer.storage.store_errors import StoreUnavailable
+from tests.support import in_process_node
 from tests.unit.test_ledger import Author, bid, snapshot
 
 SELLER = Identity.from_seed(b"\x51" * 32, "Seller")
@@ -179,14 +177,8 @@ PLANS = st.lists(st.builds(AppendPlan, fail=st.sampled_from([False, False, True]
 
 
 def _node(data_dir: Path, store: FaultyStore) -> tuple[Node, RecordingMesh]:
-    node = Node(NodeConfig(name="Seller", data_dir=data_dir),
-                Output(json_lines=True, stream=io.StringIO()))
-    node.identity = SELLER
     mesh = RecordingMesh()
-    node.store = store  # type: ignore[assignment]
-    node.mesh = mesh  # type: ignore[assignment]
-    node._ready = True
-    return node, mesh
+    return in_process_node(data_dir, SELLER, store, mesh), mesh
 
 
 async def _run_op(node: Node, op: tuple[str, int, float, float | None], nonce: int,

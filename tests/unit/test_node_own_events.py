@@ -10,8 +10,6 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from peer.cli.output import Output
-from peer.config import NodeConfig
 from peer.core.identity import Identity
 from peer.core.rules import Rejection
 from peer.core.signed_events import decode_signed, make_signed_bid
@@ -19,6 +17,7 @@ from peer.gen.auction.v1 import OpenRequest, PlaceBidReply, RejectCode, SignedEv
 from peer.node import Node
 from peer.storage.rows import StoredEvent
 from peer.storage.store_errors import StoreUnavailable
+from tests.support import in_process_node
 
 
 class _StoreFinishingOnCue:
@@ -60,13 +59,8 @@ class _RecordingMesh:
 
 
 def _node(tmp_path: Path) -> tuple[Node, _StoreFinishingOnCue, _RecordingMesh, io.StringIO]:
-    out = io.StringIO()
-    node = Node(NodeConfig(name="Seller", data_dir=tmp_path), Output(json_lines=True, stream=out))
-    node.identity = Identity.generate("Seller")
-    store, mesh = _StoreFinishingOnCue(), _RecordingMesh()
-    node.store = store  # type: ignore[assignment]
-    node.mesh = mesh  # type: ignore[assignment]
-    node._ready = True
+    out, store, mesh = io.StringIO(), _StoreFinishingOnCue(), _RecordingMesh()
+    node = in_process_node(tmp_path, Identity.generate("Seller"), store, mesh, out=out)
     return node, store, mesh, out
 
 

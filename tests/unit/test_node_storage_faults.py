@@ -7,7 +7,6 @@ would fail, so the store's failure path and the node's undo both run for real.
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import os
 from collections.abc import Iterator
@@ -16,8 +15,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from peer.cli.output import Output
-from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.ledger import Ledger
@@ -33,6 +30,7 @@ from peer.gen.auction.v1 import (
 from peer.net.rpc import StorageUnavailable
 from peer.node import Node
 from peer.storage.store import EventStore
+from tests.support import in_process_node
 from tests.unit.test_ledger import Author, bid
 
 SELLER = Identity.from_seed(b"\x71" * 32, "Seller")
@@ -68,12 +66,7 @@ class _NoMesh:
 @pytest.fixture
 def seller(tmp_path: Path) -> Iterator[tuple[Node, _Disk]]:
     store = EventStore.open(tmp_path / "events.sqlite3")
-    node = Node(NodeConfig(name="Seller", data_dir=tmp_path),
-                Output(json_lines=True, stream=io.StringIO()))
-    node.identity = SELLER
-    node.store = store
-    node.mesh = _NoMesh()  # type: ignore[assignment]
-    node._ready = True
+    node = in_process_node(tmp_path, SELLER, store, _NoMesh())
     try:
         yield node, _Disk(store)
     finally:

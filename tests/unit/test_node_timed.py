@@ -13,8 +13,6 @@ import pytest
 import trio
 import trio.testing
 
-from peer.cli.output import Output
-from peer.config import NodeConfig
 from peer.core.auctions import AuctionKey
 from peer.core.identity import Identity
 from peer.core.ledger import Ledger
@@ -31,6 +29,7 @@ from peer.gen.auction.v1 import (
 )
 from peer.node import Node
 from peer.storage.rows import StoredEvent
+from tests.support import in_process_node
 from tests.unit.timed_support import T0, ClockedAuthor
 
 SELLER = Identity.from_seed(b"\x01" * 32, "Client#1")
@@ -69,14 +68,9 @@ def _wall_ms() -> int:
 
 
 def _node(tmp_path: Path, identity: Identity) -> tuple[Node, _MemoryStore, io.StringIO]:
-    out = io.StringIO()
-    node = Node(NodeConfig(name=identity.name, data_dir=tmp_path),
-                Output(json_lines=True, stream=out), wall_clock_ms=_wall_ms)
-    node.identity = identity
-    store = _MemoryStore()
-    node.store = store  # type: ignore[assignment]
-    node.mesh = _RecordingMesh()  # type: ignore[assignment]
-    node._ready = True
+    out, store = io.StringIO(), _MemoryStore()
+    node = in_process_node(tmp_path, identity, store, _RecordingMesh(), out=out,
+                           wall_clock_ms=_wall_ms)
     return node, store, out
 
 
