@@ -16,18 +16,14 @@ import pytest
 
 from peer.storage import paths
 from peer.storage.names import dir_name
-from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env, serve_once
+from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env, nodes, serve_once
 from tests.support import ROOT
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[NodeProc]:
-    started = NodeProc("Client#1", tmp_path / "Client1", [NO_GRAPE]).start()
-    try:
+    with nodes(tmp_path, [NO_GRAPE], ["Client#1"]) as (started,):
         yield started
-    finally:
-        if started.proc is not None:
-            started.stop()
 
 
 def test_second_serve_on_the_same_data_dir_exits_at_once(node: NodeProc) -> None:

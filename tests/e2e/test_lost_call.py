@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env
+from tests.e2e.harness import NO_GRAPE, PY, NodeProc, child_env, nodes
 from tests.support import ROOT, wait_until
 
 PROC_NET_UNIX = Path("/proc/net/unix")
@@ -25,12 +25,8 @@ PROC_NET_UNIX = Path("/proc/net/unix")
 def node(tmp_path: Path) -> Iterator[NodeProc]:
     if not PROC_NET_UNIX.exists():
         pytest.skip("needs Linux's /proc/net/unix to see the CLI connect")
-    started = NodeProc("Client#1", tmp_path / "Client1", [NO_GRAPE]).start()
-    try:
+    with nodes(tmp_path, [NO_GRAPE], ["Client#1"]) as (started,):
         yield started
-    finally:
-        if started.proc is not None:
-            started.stop()
 
 
 def _connections(socket_path: Path) -> int:
