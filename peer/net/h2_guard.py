@@ -24,6 +24,11 @@ h2 events grpclib's ``H2Protocol`` hands to its ``EventsProcessor``:
 
 All of it is plain synchronous bookkeeping inside the asyncio protocol callbacks,
 as grpclib's own processor is.
+
+Below that, :class:`CoalescedWrites`: grpclib writes each HTTP/2 step to the socket as
+it goes (a unary reply is headers, data and trailers: three ``send`` calls, each
+waking the peer); the node's connections gather what one turn of the loop writes and
+send it at once.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from grpclib.client import Channel
 from grpclib.client import Handler as ClientHandler
@@ -50,8 +55,8 @@ from h2.settings import SettingCodes
 from peer.net.tls import CertificateChanged, is_tls, peer_binding
 from peer.net.warn_once import WarnOnce
 
-__all__ = ["GuardedChannel", "GuardedProtocol", "TransportGuard", "TransportLimits",
-           "cut_connection"]
+__all__ = ["CoalescedWrites", "GuardedChannel", "GuardedProtocol", "TransportGuard",
+           "TransportLimits", "coalesced", "cut_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +250,63 @@ class GuardedProcessor(EventsProcessor):
             self.handler.cancel(stream)
 
 
+class CoalescedWrites:
+    """A transport whose ``write`` calls within one turn of the loop go out as one.
+
+    The first write of a turn schedules the send (``call_soon``); later ones join it,
+    in order. ``close`` sends what is pending first, as the transport's own buffer is
+    sent before it closes; ``abort`` drops it, as the transport drops its own. Every
+    other attribute is the transport's.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self._pending: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                # A TLS connection is made in asyncio's handshake callback, where
+                # trio-asyncio reports no running loop: nothing is pending yet, so
+                # this write goes straight out, in order.
+                self.transport.write(data)
+                return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        """Send what was written this turn (the loop calls it; so does ``close``)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        if not self.transport.is_closing():
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def coalesced(transport: Any) -> asyncio.Transport:
+    """``transport`` with its writes gathered per turn of the loop (once only); typed
+    as the transport it stands in for."""
+    wrapped = transport if isinstance(transport, CoalescedWrites) else CoalescedWrites(transport)
+    return cast(asyncio.Transport, wrapped)
+
+
 class GuardedProtocol(H2Protocol):
     """grpclib's server protocol with ``TransportLimits`` applied."""
 
@@ -261,7 +323,7 @@ class GuardedProtocol(H2Protocol):
         self._first_bytes = True
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
+        super().connection_made(coalesced(transport))
         limits = self._guard.limits
         h2_connection = self.connection._connection
         self.processor = GuardedProcessor(self.handler, self.connection, h2_connection,

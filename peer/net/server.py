@@ -28,7 +28,7 @@ from grpclib.protocol import H2Protocol
 from grpclib.server import Handler
 from grpclib.server import Server as _GrpclibServer
 
-from peer.net.h2_guard import GuardedProtocol, TransportGuard, TransportLimits
+from peer.net.h2_guard import GuardedProtocol, TransportGuard, TransportLimits, coalesced
 
 __all__ = ["TLS_HANDSHAKE_TIMEOUT", "Server"]
 
@@ -47,8 +47,8 @@ class _Tracked(H2Protocol):
     lost: bool = False
 
     def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        super().connection_made(transport)
+        self.transport = transport  # the real one: wait_closed may have to abort it
+        super().connection_made(coalesced(transport))
         self.server._connection_made(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
