@@ -8,6 +8,8 @@ import contextlib
 import io
 import logging
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,24 @@ def test_a_damaged_certificate_file_is_replaced(tmp_path: Path) -> None:
         assert again.der != first.der and len(again.binding) == 32
         first = again
     assert sorted(p.name for p in tmp_path.iterdir()) == [tls_cert.CERTIFICATE_FILE]
+
+
+def test_making_a_certificate_leaves_cryptography_out_of_the_node(tmp_path: Path) -> None:
+    # cryptography would stay in a node's memory for good (about 8 MiB): a child
+    # process makes the certificate, and the node only loads it with `ssl`.
+    probe = ("import sys; from pathlib import Path; from peer.storage import tls_cert; "
+             "made = tls_cert.load_or_create(Path(sys.argv[1])); "
+             "print(len(made.binding), 'cryptography' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out == ["32", "False"]
+    assert (tmp_path / tls_cert.CERTIFICATE_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failing_certificate_maker_is_a_clear_error(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # An interpreter that cannot run the maker (here: one that exits at once).
+    monkeypatch.setattr(tls_cert.sys, "executable", "/bin/false")
+    with pytest.raises(tls_cert.TlsCertificateError, match="certificate maker failed"):
+        tls_cert.load_or_create(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no half-made file left behind
