@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from peer.storage.durable_file import fsync_dir
 from peer.storage.store_errors import StoreCorrupt, StoreError, translate
 
 #: The schema this code writes; :data:`_MIGRATIONS` brings older files up to it.
@@ -147,19 +148,11 @@ def _create_locked(path: Path) -> None:
             pass  # created by another process meanwhile: open that one, keep nothing of ours
         except OSError:
             os.replace(tmp, path)  # a file system without hard links
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except sqlite3.Error as exc:
         raise translate(exc, path, "create") from exc
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_file(path: Path) -> None:

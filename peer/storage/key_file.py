@@ -15,7 +15,6 @@ turning the node into somebody else. A file that does not parse is never replace
 from __future__ import annotations
 
 import binascii
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Final
 from nacl.signing import SigningKey
 
 from peer.core.identity import SEED_BYTES, Identity
+from peer.storage.durable_file import write_durably
 
 __all__ = ["KEY_FILE_HEADER", "IdentityError", "load_or_create"]
 
@@ -66,26 +66,8 @@ def _format_key_file(seed: bytes) -> bytes:
 
 
 def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.creating-{os.getpid()}")
-    tmp.unlink(missing_ok=True)  # only ever ours (same pid), from a creation that died
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, _format_key_file(os.urandom(SEED_BYTES)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # FileExistsError: another process created one meanwhile; that one is the key.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # keep_existing: a key another process created meanwhile is the key.
+    write_durably(path, _format_key_file(os.urandom(SEED_BYTES)), keep_existing=True)
 
 
 def _read_key_file(path: Path) -> bytes:

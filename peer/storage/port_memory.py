@@ -12,8 +12,9 @@ ignored (a new port is picked and remembered): a damaged file never stops a node
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from peer.storage.durable_file import write_durably
 
 __all__ = ["PORT_FILE", "recall", "remember"]
 
@@ -48,23 +49,10 @@ def recall(data_dir: Path) -> int | None:
 
 
 def remember(data_dir: Path, port: int) -> None:
-    """Durably record ``port`` (write a temporary file, fsync, rename, fsync the dir).
+    """Durably record ``port`` (:func:`peer.storage.durable_file.write_durably`).
 
     A crash at any point leaves either the old file or the new one, never a torn one.
     """
     if not 1 <= port <= 65535:
         raise ValueError(f"not a port: {port}")
-    path = _path(data_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, f"{port}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_durably(_path(data_dir), f"{port}\n".encode())

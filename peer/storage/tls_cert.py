@@ -21,11 +21,9 @@ certificate needs only the standard ``ssl`` module.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import logging
-import os
 import ssl
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from peer.storage.durable_file import write_durably
 from peer.storage.key_file import IdentityError
 
 __all__ = ["CERTIFICATE_FILE", "TlsCertificate", "TlsCertificateError", "binding_of",
@@ -148,25 +147,7 @@ def make_pem() -> bytes:
 
 
 def _create(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.creating-{os.getpid()}")
-    tmp.unlink(missing_ok=True)  # only ever ours (same pid), from a creation that died
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, _new_pem())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_durably(path, _new_pem())
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def test_remembered_port_comes_back(tmp_path: Path) -> None:
     assert port_memory.recall(tmp_path) == 40123
     port_memory.remember(tmp_path, 5)
     assert port_memory.recall(tmp_path) == 5
-    assert not (tmp_path / (port_memory.PORT_FILE + ".tmp")).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [port_memory.PORT_FILE]  # no temporary left
     assert (tmp_path / port_memory.PORT_FILE).stat().st_mode & 0o777 == 0o600
 
 
