@@ -80,6 +80,11 @@ async def _relay(listen: ssl.SSLContext | None, upstream: ssl.SSLContext | None,
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                # Closed meanwhile (stop(), or the other direction ended): a second
+                # close() of an SSL transport drops its protocol, and a write then
+                # raises AttributeError inside asyncio (CPython 3.11's sslproto).
+                if writer.is_closing():
+                    break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, ssl.SSLError):
