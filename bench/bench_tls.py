@@ -33,10 +33,10 @@ import trio
 
 from bench import bench_network, bench_sync
 from bench._harness import Cluster, log, process_cpu_s
+from devsupport.serving import QuietMeshHooks
 from peer.core.identity import Identity
-from peer.gen.auction.v1 import Head
 from peer.net import aio
-from peer.net.mesh import Mesh, PeerLink
+from peer.net.mesh import Mesh
 
 RATE = 100.0
 SECONDS = 8.0
@@ -88,20 +88,10 @@ def _sync(tls: bool, source_dir: Path) -> dict[str, Any]:
             "joiner_cpu_us_per_event": round(joiner_cpu * 1e6 / max(events, 1), 2)}
 
 
-class _Hooks:
-    def heads(self) -> list[Head]:
-        return []
-
-    def peer_up(self, link: PeerLink) -> None:
-        pass
-
-    def peer_down(self, link: PeerLink, reason: str) -> None:
-        pass
-
 
 async def _connects(address: str, tls: bool) -> float:
     async with aio.open_loop() as loop:
-        mesh = Mesh(Identity.generate("Prober"), "127.0.0.1:1", _Hooks(), aio.Bridge(loop),
+        mesh = Mesh(Identity.generate("Prober"), "127.0.0.1:1", QuietMeshHooks(), aio.Bridge(loop),
                     tls=tls)
         await mesh.who_is_at(address)  # warm up
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 
 - :class:`QuietPeer`: what ``peer.net.rpc.PeerService`` calls on a node, each answered
   with an empty reply; a stand-in overrides only what it is about.
+- :class:`QuietMeshHooks`: what a ``peer.net.mesh.Mesh`` calls on its node (no heads,
+  peers up and down ignored), for a mesh used on its own.
 - :func:`serving`: grpclib services on the asyncio side of a trio-asyncio loop with the
   node's ``LimitedCodec``, started, and stopped (even when cancelled) on the way out.
 - :func:`until_terminated`: waits for SIGTERM or SIGINT, how the helper processes of
@@ -19,6 +21,7 @@ from typing import Any
 import trio
 
 from peer.gen.auction.v1 import (
+    Head,
     HelloReply,
     HelloRequest,
     LeaveRequest,
@@ -33,9 +36,10 @@ from peer.gen.auction.v1 import (
 )
 from peer.net import aio
 from peer.net.codec import LimitedCodec
+from peer.net.mesh import PeerLink
 from peer.net.server import Server
 
-__all__ = ["QuietPeer", "serving", "until_terminated"]
+__all__ = ["QuietMeshHooks", "QuietPeer", "serving", "until_terminated"]
 
 
 class QuietPeer:
@@ -60,6 +64,19 @@ class QuietPeer:
 
     async def on_leave(self, request: LeaveRequest) -> bool:
         return False
+
+
+class QuietMeshHooks:
+    """A node as its ``Mesh`` sees it, that holds nothing and ignores its peers."""
+
+    def heads(self) -> list[Head]:
+        return []
+
+    def peer_up(self, link: PeerLink) -> None:
+        pass
+
+    def peer_down(self, link: PeerLink, reason: str) -> None:
+        pass
 
 
 @asynccontextmanager

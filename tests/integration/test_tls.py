@@ -18,27 +18,16 @@ import pytest
 import trio
 
 import localgrape
+from devsupport.serving import QuietMeshHooks
 from peer.cli.output import Output
 from peer.config import NodeConfig
 from peer.core.identity import Identity
-from peer.gen.auction.v1 import Head
 from peer.net import aio
 from peer.net.h2_guard import GuardedChannel
 from peer.net.mesh import DOWN, UP, Mesh, PeerLink
 from peer.net.tls import CertificateChanged, client_context, server_context
 from peer.node import Node, ReadyInfo
 from peer.storage import tls_cert
-
-
-class _Hooks:
-    def heads(self) -> list[Head]:
-        return []
-
-    def peer_up(self, link: PeerLink) -> None:
-        pass
-
-    def peer_down(self, link: PeerLink, reason: str) -> None:
-        pass
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +99,7 @@ async def _relay(listen: ssl.SSLContext | None, upstream: ssl.SSLContext | None,
 async def _probe_through_relay(bridge: aio.Bridge, info: ReadyInfo, relay_port: int,
                                tls: bool) -> PeerLink:
     """Probe the node's real address while the network delivers to the relay."""
-    mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", _Hooks(), bridge, tls=tls)
+    mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", QuietMeshHooks(), bridge, tls=tls)
     link = PeerLink(f"127.0.0.1:{info.port}", tls=tls)
 
     async def dial_relay() -> None:
@@ -129,7 +118,7 @@ async def _probe_through_relay(bridge: aio.Bridge, info: ReadyInfo, relay_port: 
 
 async def test_a_tls_node_proves_its_key_over_its_certificate(tmp_path: Path) -> None:
     async with _node(tmp_path, tls=True) as (info, bridge):
-        mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", _Hooks(), bridge, tls=True)
+        mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", QuietMeshHooks(), bridge, tls=True)
         link = PeerLink(f"127.0.0.1:{info.port}", tls=True)
         try:
             assert await mesh.probe(link)
@@ -219,7 +208,7 @@ async def test_nodes_that_disagree_on_tls_say_so(tmp_path: Path, caller_tls: boo
     handler = _Said()
     logging.getLogger("peer.h2_guard").addHandler(handler)
     async with _node(tmp_path, tls=not caller_tls) as (info, bridge):
-        mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", _Hooks(), bridge,
+        mesh = Mesh(Identity.generate("Bidder"), "127.0.0.1:1", QuietMeshHooks(), bridge,
                     tls=caller_tls)
         link = PeerLink(f"127.0.0.1:{info.port}", tls=caller_tls)
         with caplog.at_level(logging.WARNING):

@@ -8,29 +8,20 @@ from typing import Any, cast
 import trio
 import trio.testing
 
+from devsupport.serving import QuietMeshHooks
 from peer.core.identity import Identity
-from peer.gen.auction.v1 import Head
 from peer.net.address_book import AddressLimits, admit, describe_failure, peer_views
 from peer.net.aio import Bridge
-from peer.net.mesh import DOWN, UP, Mesh, PeerLink
+from peer.net.mesh import DOWN, UP, Mesh
 
 LIMITS = AddressLimits(max_known=50, max_new_per_lookup=10, forget_after=60.0)
 
 
-class _Hooks:
-    def heads(self) -> list[Head]:
-        return []
-
-    def peer_up(self, link: PeerLink) -> None:
-        pass
-
-    def peer_down(self, link: PeerLink, reason: str) -> None:
-        pass
-
 
 def _mesh(limits: AddressLimits = LIMITS) -> Mesh:
     # No nursery: add_addresses records links without starting probes.
-    return Mesh(Identity.generate("me"), "127.0.0.1:1", _Hooks(), cast(Bridge, None), limits)
+    return Mesh(Identity.generate("me"), "127.0.0.1:1", QuietMeshHooks(), cast(Bridge, None),
+                limits)
 
 
 def _junk(start: int, count: int) -> list[str]:

@@ -8,23 +8,17 @@ from typing import cast
 
 import trio
 
+from devsupport.serving import QuietMeshHooks
 from peer.core.identity import Identity
-from peer.gen.auction.v1 import Head
 from peer.net.aio import Bridge
 from peer.net.mesh import DOWN, DUPLICATE, GOODBYE_SKEW_MS, SELF, UP, Mesh, PeerLink
 
 SELLER = Identity.from_seed(b"\x05" * 32, "Client#1").node_id
 
 
-class _Hooks:
+class _Hooks(QuietMeshHooks):
     def __init__(self) -> None:
         self.down: list[tuple[str, str]] = []
-
-    def heads(self) -> list[Head]:
-        return []
-
-    def peer_up(self, link: PeerLink) -> None:
-        pass
 
     def peer_down(self, link: PeerLink, reason: str) -> None:
         self.down.append((link.address, reason))
