@@ -53,6 +53,11 @@ class EndQueue:
             self._heap = [(end, k) for k, end in self._ends.items()]
             heapq.heapify(self._heap)
 
+    def move(self, key: AuctionKey, end_ms: int) -> None:
+        """Move ``key``'s end if it is queued (an auction already closed stays out)."""
+        if key in self._ends:
+            self.set(key, end_ms)
+
     def discard(self, key: AuctionKey) -> None:
         """Forget ``key`` (closed, or its Open undone); its entries go stale."""
         self._ends.pop(key, None)

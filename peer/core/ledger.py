@@ -519,8 +519,7 @@ class Ledger:
                 # this bid is that maximum over the bids that remain.
                 auction.ends_ms = max([auction.terms.ends_at_ms,
                                        *(b.time_ms + window for b in auction.bids)])
-                if body.key in self._timed_open:
-                    self._timed_open.set(body.key, auction.ends_ms)
+                self._timed_open.move(body.key, auction.ends_ms)
             nonces = self._nonces[body.key]
             nonces.discard((body.bid.bidder, body.bid.nonce))
             if not nonces:
@@ -596,8 +595,7 @@ class Ledger:
                 # + W. Only the Accept's own stamp counts, so every node agrees.
                 extended_from = auction.ends_ms
                 auction.ends_ms = fields.time_ms + window
-                if body.key in self._timed_open:
-                    self._timed_open.set(body.key, auction.ends_ms)
+                self._timed_open.move(body.key, auction.ends_ms)
                 text += (f"; end extended by {format_duration(auction.ends_ms - extended_from)}"
                          f" to {format_time(auction.ends_ms)}")
             note = BidAccepted(accepted, text, AuctionAt.of(auction), extended_from)

@@ -19,8 +19,9 @@ SETTINGS = settings(max_examples=60, deadline=None,
 
 KEYS = [AuctionKey(bytes([i]) * 32, i + 1) for i in range(6)]
 
-# (what, key, end): set an end (add or move), discard (close), or ask at time `end`.
-queue_ops = st.lists(st.tuples(st.sampled_from(["set", "set", "discard", "due"]),
+# (what, key, end): set an end (add or move), move it only if queued, discard (close),
+# or ask at time `end`.
+queue_ops = st.lists(st.tuples(st.sampled_from(["set", "set", "move", "discard", "due"]),
                                st.sampled_from(KEYS), st.integers(0, 12)),
                      max_size=400)
 
@@ -42,6 +43,10 @@ def test_the_queue_answers_what_a_sort_of_the_current_ends_answers(
         if what == "set":
             queue.set(key, end)
             ends[key] = end
+        elif what == "move":
+            queue.move(key, end)
+            if key in ends:
+                ends[key] = end
         elif what == "discard":
             queue.discard(key)
             ends.pop(key, None)
